@@ -1,0 +1,16 @@
+//! dm-ulog-actors: the engine of dm-ulogd, the userspace dirty log for device-mapper mirrors.
+//!
+//! The kernel's mirror target asks its dirty log, for every write and every resync step,
+//! which regions may differ between the mirror legs. With the `userspace` log type each such
+//! call is a netlink-connector datagram; this crate answers them.
+//!
+//! Layers, lowest first (nothing points up):
+//! - [`units`]: typed sectors, region sizes, indices and counts;
+//! - [`wire`]: datagram bytes to typed requests and back, never panicking on any input;
+//! - [`region`]: the dirty-log state machine, answering as the kernel's own logs do;
+//! - [`store`]: the kernel's on-disk log format and its durable, block-granular commits.
+
+pub mod region;
+pub mod store;
+pub mod units;
+pub mod wire;

@@ -1,0 +1,236 @@
+//! [`RegionLog`]: one log's clean, sync and recovering sets, answering each request type as
+//! dm-log.c's core log does.
+//!
+//! The kernel keeps three bit arrays with 1 = clean / in sync. We keep their complements
+//! (`dirty`, `out_of_sync`) because in a healthy mirror almost every region is clean and in
+//! sync, so the sets are nearly empty and a roaring bitmap of them costs almost nothing.
+//!
+//! One deliberate difference from dm-log.c: the kernel's `core_set_region_sync` adds one to
+//! `sync_count` even for a region already in sync. The userspace kernel side resends a
+//! request after a 15 s timeout, so the same SET_REGION_SYNC can arrive twice; here the sync
+//! count is the number of regions in sync, and every request is idempotent.
+
+use roaring::RoaringBitmap;
+
+use super::args::{LogArgs, SyncMode};
+use super::error::LogError;
+use crate::units::{RegionCount, RegionIndex, RegionSize};
+use crate::wire::{Reply, ReplyPayload, Request};
+
+/// The dirty-log state of one log instance.
+#[derive(Debug, Clone)]
+pub struct RegionLog {
+    region_size: RegionSize,
+    /// At most `u32::MAX` (checked when the arguments were parsed).
+    region_count: u32,
+    /// Regions whose clean bit is 0: marked and not yet cleared.
+    dirty: RoaringBitmap,
+    /// Regions whose sync bit is 0: the legs may differ, recovery will copy them.
+    out_of_sync: RoaringBitmap,
+    /// Regions handed out by GET_RESYNC_WORK and not yet reported by SET_REGION_SYNC.
+    recovering: RoaringBitmap,
+    /// Where GET_RESYNC_WORK looks next; RESUME starts it over.
+    sync_search: u64,
+    /// Regions whose clean bit changed since [`RegionLog::take_touched`] was last called:
+    /// what a disk log must write at its next commit.
+    touched: RoaringBitmap,
+}
+
+impl RegionLog {
+    /// A new log as `core_ctr` sets it up: every region clean; in sync only with `nosync`.
+    pub fn new(args: &LogArgs) -> RegionLog {
+        let region_count = u32::try_from(args.region_count().0)
+            .expect("LogArgs refuses region counts past u32::MAX");
+        let mut out_of_sync = RoaringBitmap::new();
+        if args.sync != SyncMode::NoSync {
+            out_of_sync.insert_range(0..region_count);
+            out_of_sync.optimize();
+        }
+        RegionLog {
+            region_size: args.region_size,
+            region_count,
+            dirty: RoaringBitmap::new(),
+            out_of_sync,
+            recovering: RoaringBitmap::new(),
+            sync_search: 0,
+            touched: RoaringBitmap::new(),
+        }
+    }
+
+    pub fn region_size(&self) -> RegionSize {
+        self.region_size
+    }
+
+    pub fn region_count(&self) -> RegionCount {
+        RegionCount(u64::from(self.region_count))
+    }
+
+    /// Answers a request that only reads or changes region state, as a core log does;
+    /// `None` for the requests that need more than the regions (CTR, DTR, status lines).
+    pub fn answer(&mut self, request: &Request) -> Option<Reply> {
+        let errno = |e: LogError| e.errno();
+        let done = |r: Result<(), LogError>| r.map(|()| ReplyPayload::Empty).map_err(errno);
+        Some(match request {
+            Request::Ctr { .. } | Request::Dtr | Request::StatusInfo | Request::StatusTable => {
+                return None
+            }
+            Request::Presuspend | Request::Postsuspend => Ok(ReplyPayload::Empty),
+            Request::Resume => {
+                self.resume();
+                Ok(ReplyPayload::Empty)
+            }
+            Request::GetRegionSize => {
+                Ok(ReplyPayload::Count(u64::from(self.region_size.sectors())))
+            }
+            Request::IsClean(r) => self.is_clean(*r).map(ReplyPayload::Flag).map_err(errno),
+            Request::InSync(r) => self.in_sync(*r).map(ReplyPayload::Flag).map_err(errno),
+            Request::Flush(marks) | Request::MarkRegion(marks) => done(self.mark(marks.iter())),
+            Request::ClearRegion(regions) => done(self.clear(regions.iter())),
+            Request::GetResyncWork => Ok(ReplyPayload::ResyncWork(self.get_resync_work())),
+            Request::SetRegionSync { region, in_sync } => {
+                done(self.set_region_sync(*region, *in_sync))
+            }
+            Request::GetSyncCount => Ok(ReplyPayload::Count(self.sync_count())),
+            Request::IsRemoteRecovering(r) => self
+                .is_remote_recovering(*r)
+                .map(|(recovering, in_sync_hint)| ReplyPayload::RemoteRecovering {
+                    recovering,
+                    in_sync_hint,
+                })
+                .map_err(errno),
+        })
+    }
+
+    /// RESUME of a core log: recovery starts its search over.
+    pub fn resume(&mut self) {
+        self.sync_search = 0;
+    }
+
+    /// RESUME of a disk log: the dirty set just loaded from the log device. As in
+    /// `disk_resume`, a region is in sync exactly when it is clean.
+    pub fn resume_with(&mut self, dirty: RoaringBitmap) {
+        self.out_of_sync = dirty.clone();
+        self.dirty = dirty;
+        self.sync_search = 0;
+        // The whole image is written at resume, so nothing is pending any more.
+        self.touched.clear();
+    }
+
+    /// IS_CLEAN.
+    pub fn is_clean(&self, region: RegionIndex) -> Result<bool, LogError> {
+        Ok(!self.dirty.contains(self.check(region)?))
+    }
+
+    /// IN_SYNC.
+    pub fn in_sync(&self, region: RegionIndex) -> Result<bool, LogError> {
+        Ok(!self.out_of_sync.contains(self.check(region)?))
+    }
+
+    /// MARK_REGION, and the marks a FLUSH carries with `integrated_flush`: the regions are
+    /// dirty until cleared. All regions are checked before any is marked.
+    pub fn mark(
+        &mut self,
+        regions: impl Iterator<Item = RegionIndex> + Clone,
+    ) -> Result<(), LogError> {
+        for region in self.check_all(regions)? {
+            if self.dirty.insert(region) {
+                self.touched.insert(region);
+            }
+        }
+        Ok(())
+    }
+
+    /// CLEAR_REGION: the writes to these regions are done on every leg.
+    pub fn clear(
+        &mut self,
+        regions: impl Iterator<Item = RegionIndex> + Clone,
+    ) -> Result<(), LogError> {
+        for region in self.check_all(regions)? {
+            if self.dirty.remove(region) {
+                self.touched.insert(region);
+            }
+        }
+        Ok(())
+    }
+
+    /// GET_RESYNC_WORK: the next out-of-sync region from the search position that is not
+    /// already being recovered; it is recovering from now on.
+    pub fn get_resync_work(&mut self) -> Option<RegionIndex> {
+        if self.sync_search >= u64::from(self.region_count) {
+            return None;
+        }
+        let start = self.sync_search as u32;
+        let found = self.out_of_sync.range(start..).find(|r| !self.recovering.contains(*r));
+        match found {
+            Some(region) => {
+                self.sync_search = u64::from(region) + 1;
+                self.recovering.insert(region);
+                Some(RegionIndex(u64::from(region)))
+            }
+            None => {
+                self.sync_search = u64::from(self.region_count);
+                None
+            }
+        }
+    }
+
+    /// SET_REGION_SYNC: recovery of `region` ended, and left it in sync or not.
+    pub fn set_region_sync(&mut self, region: RegionIndex, in_sync: bool) -> Result<(), LogError> {
+        let region = self.check(region)?;
+        self.recovering.remove(region);
+        if in_sync {
+            self.out_of_sync.remove(region);
+        } else {
+            self.out_of_sync.insert(region);
+        }
+        Ok(())
+    }
+
+    /// GET_SYNC_COUNT.
+    pub fn sync_count(&self) -> u64 {
+        u64::from(self.region_count) - self.out_of_sync.len()
+    }
+
+    /// IS_REMOTE_RECOVERING on a single host: nobody else recovers anything. The hint is the
+    /// lowest region not in sync, below which the kernel need not ask again.
+    pub fn is_remote_recovering(
+        &self,
+        region: RegionIndex,
+    ) -> Result<(bool, RegionIndex), LogError> {
+        self.check(region)?;
+        let hint = self.out_of_sync.min().unwrap_or(self.region_count);
+        Ok((false, RegionIndex(u64::from(hint))))
+    }
+
+    /// The dirty set, for rendering the disk image.
+    pub fn dirty(&self) -> &RoaringBitmap {
+        &self.dirty
+    }
+
+    /// How many regions are dirty right now.
+    pub fn dirty_count(&self) -> u64 {
+        self.dirty.len()
+    }
+
+    /// Hands over the regions whose clean bit changed since the last call.
+    pub fn take_touched(&mut self) -> RoaringBitmap {
+        std::mem::take(&mut self.touched)
+    }
+
+    fn check(&self, region: RegionIndex) -> Result<u32, LogError> {
+        u32::try_from(region.0)
+            .ok()
+            .filter(|r| *r < self.region_count)
+            .ok_or(LogError::OutOfRange { region, count: self.region_count() })
+    }
+
+    fn check_all(
+        &self,
+        regions: impl Iterator<Item = RegionIndex> + Clone,
+    ) -> Result<impl Iterator<Item = u32>, LogError> {
+        for region in regions.clone() {
+            self.check(region)?;
+        }
+        Ok(regions.map(|r| r.0 as u32))
+    }
+}

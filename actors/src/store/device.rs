@@ -1,0 +1,192 @@
+//! A log device: a block device or a regular file holding one disk log image.
+//!
+//! Writes go to the exact byte ranges of the changed blocks with `pwrite`, then `fdatasync`
+//! makes them durable (on a block device that also flushes the device's write cache), and
+//! only then is a commit reported done.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::format::Commit;
+use crate::wire::Errno;
+
+/// The logical block size of a regular file standing in for a device: a 512-byte-sector disk.
+pub const FILE_BLOCK_SIZE: u32 = 512;
+
+/// Why a log device could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("log device {name}: {source}")]
+    Open { name: String, source: io::Error },
+    #[error("log device {name} is neither a block device nor a regular file")]
+    NotADevice { name: String },
+    #[error("log device {name} is too small: {size} bytes, the log needs {needed}")]
+    TooSmall { name: String, size: u64, needed: u64 },
+    #[error("log device {name}: {source}")]
+    Io { name: String, source: io::Error },
+}
+
+impl DeviceError {
+    pub fn errno(&self) -> Errno {
+        match self {
+            DeviceError::Open { source, .. } | DeviceError::Io { source, .. } => {
+                Errno::from_io(source)
+            }
+            DeviceError::NotADevice { .. } => Errno::ENODEV,
+            DeviceError::TooSmall { .. } => Errno::EINVAL,
+        }
+    }
+}
+
+/// An open log device.
+#[derive(Debug)]
+pub struct LogDevice {
+    /// The name the table gave: a path or `major:minor`.
+    name: String,
+    file: File,
+    block_size: u32,
+    size: u64,
+    /// `major:minor` of a block device; `None` for a regular file.
+    dev_id: Option<(u32, u32)>,
+    bytes_written: AtomicU64,
+}
+
+impl LogDevice {
+    /// Opens the device a table names, by path or as `major:minor`.
+    pub fn open(name: &str) -> Result<LogDevice, DeviceError> {
+        let path =
+            resolve(name).map_err(|source| DeviceError::Open { name: name.into(), source })?;
+        let open_error = |source| DeviceError::Open { name: name.into(), source };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(open_error)?;
+        let meta = file.metadata().map_err(open_error)?;
+        let io_error = |source| DeviceError::Io { name: name.into(), source };
+        let (block_size, size, dev_id) = if meta.file_type().is_block_device() {
+            let rdev = meta.rdev();
+            let id = (libc::major(rdev), libc::minor(rdev));
+            (
+                block_ioctl::logical_block_size(&file).map_err(io_error)?,
+                block_ioctl::size(&file).map_err(io_error)?,
+                Some(id),
+            )
+        } else if meta.is_file() {
+            (FILE_BLOCK_SIZE, meta.len(), None)
+        } else {
+            return Err(DeviceError::NotADevice { name: name.into() });
+        };
+        Ok(LogDevice {
+            name: name.into(),
+            file,
+            block_size,
+            size,
+            dev_id,
+            bytes_written: AtomicU64::new(0),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// `major:minor` as the kernel's disk log prints it in status lines; a regular file, which
+    /// has none, is shown by its name.
+    pub fn status_name(&self) -> String {
+        match self.dev_id {
+            Some((major, minor)) => format!("{major}:{minor}"),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Fails unless the device holds an image of `needed` bytes (dm-log.c: "too small").
+    pub fn check_size(&self, needed: u64) -> Result<(), DeviceError> {
+        if self.size < needed {
+            return Err(DeviceError::TooSmall { name: self.name.clone(), size: self.size, needed });
+        }
+        Ok(())
+    }
+
+    /// Reads the first `len` bytes: the whole image.
+    pub fn read_image(&self, len: u64) -> Result<Vec<u8>, DeviceError> {
+        let mut image = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut image, 0)
+            .map_err(|source| DeviceError::Io { name: self.name.clone(), source })?;
+        Ok(image)
+    }
+
+    /// Writes the commit's blocks and makes them durable before returning.
+    pub fn write(&self, commit: &Commit) -> Result<(), DeviceError> {
+        let io_error = |source| DeviceError::Io { name: self.name.clone(), source };
+        for (first_block, bytes) in &commit.runs {
+            let offset = first_block * u64::from(commit.block_size);
+            self.file.write_all_at(bytes, offset).map_err(io_error)?;
+        }
+        self.file.sync_data().map_err(io_error)?;
+        self.bytes_written.fetch_add(commit.bytes(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Bytes written by commits so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+}
+
+/// A path as given, or `/dev/<name>` of a `major:minor` pair, looked up in sysfs.
+fn resolve(name: &str) -> io::Result<PathBuf> {
+    let is_dev_id = name.split_once(':').is_some_and(|(major, minor)| {
+        [major, minor].iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if !is_dev_id {
+        return Ok(PathBuf::from(name));
+    }
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{name}/uevent"))?;
+    uevent
+        .lines()
+        .find_map(|line| line.strip_prefix("DEVNAME="))
+        .map(|dev| PathBuf::from("/dev").join(dev))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no DEVNAME in sysfs uevent"))
+}
+
+/// The two block-device ioctls a log needs.
+mod block_ioctl {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    /// `BLKSSZGET`: the logical block size.
+    const BLKSSZGET: libc::c_ulong = 0x1268;
+    /// `BLKGETSIZE64`: the size in bytes.
+    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+
+    pub fn logical_block_size(file: &File) -> io::Result<u32> {
+        let mut size: libc::c_int = 0;
+        // SAFETY: BLKSSZGET writes one c_int through the pointer, which is valid for it.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut size) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(size as u32)
+    }
+
+    pub fn size(file: &File) -> io::Result<u64> {
+        let mut size: u64 = 0;
+        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid for it.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(size)
+    }
+}

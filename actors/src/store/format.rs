@@ -1,0 +1,170 @@
+//! The on-disk layout of dm-log.c's `disk` log, byte for byte.
+//!
+//! ```text
+//!    0  le32 magic 0x4D695272 ("MiRr")   4  le32 version (2)   8  le64 nr_regions
+//!   16  ... not interpreted, written back as read ...
+//! 1024  clean bitmap: region i is byte 1024 + i/8, bit i%8; 1 = clean (and in sync)
+//! ```
+//!
+//! The bitmap is `round_up(region_count, 32) / 8` bytes, and the whole image is rounded up to
+//! the log device's logical block size. The kernel rewrites the whole image on every commit;
+//! we write only the blocks whose bits changed, which for one region is one block.
+
+use roaring::RoaringBitmap;
+
+use crate::region::SyncMode;
+use crate::units::RegionCount;
+
+pub const MIRROR_MAGIC: u32 = 0x4D69_5272;
+pub const MIRROR_DISK_VERSION: u32 = 2;
+/// Where the bitmap starts (`LOG_OFFSET` sectors).
+pub const BITMAP_OFFSET: usize = 1024;
+
+/// The bitmap's size for `count` regions: whole 32-bit words.
+pub fn bitset_size(count: RegionCount) -> u64 {
+    count.0.div_ceil(32) * 4
+}
+
+/// The image's size on a device with `block_size`-byte logical blocks.
+pub fn image_size(count: RegionCount, block_size: u32) -> u64 {
+    (BITMAP_OFFSET as u64 + bitset_size(count)).next_multiple_of(u64::from(block_size))
+}
+
+/// What a resume found on the log device.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Regions to treat as dirty and out of sync.
+    pub dirty: RoaringBitmap,
+    /// The first 1024 bytes to write back: the new header, then bytes 16..1024 as read.
+    pub header_block: Box<[u8; BITMAP_OFFSET]>,
+    /// The header had a version this log cannot read: the kernel fails the log device
+    /// (status `D`) and treats every region as new.
+    pub incompatible: bool,
+}
+
+/// Reads an image as `disk_resume` does. `image` may be shorter than the full image (a
+/// failed read gives an empty one): missing bytes read as a header-less log.
+pub fn load(image: &[u8], count: RegionCount, sync: SyncMode) -> Loaded {
+    let le32 = |at: usize| image.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+    let le64 = |at: usize| image.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    let mut header_block = Box::new([0u8; BITMAP_OFFSET]);
+    let kept = image.len().min(BITMAP_OFFSET);
+    header_block[..kept].copy_from_slice(&image[..kept]);
+
+    let magic_ok = le32(0) == Some(MIRROR_MAGIC);
+    let version = le32(4).unwrap_or(0);
+    let incompatible = magic_ok && sync == SyncMode::Default && !matches!(version, 1 | 2);
+    // sync/nosync, a foreign magic or a version we cannot read: a new header, no regions known.
+    let stored_regions = if sync != SyncMode::Default || !magic_ok || incompatible {
+        0
+    } else {
+        le64(8).unwrap_or(0)
+    };
+
+    let count32 = u32::try_from(count.0).expect("region counts fit u32");
+    let known = u32::try_from(stored_regions.min(count.0)).expect("bounded by count");
+    let bitmap = image.get(BITMAP_OFFSET..).unwrap_or(&[]);
+    let known_bytes = bitmap.len().min((known as usize).div_ceil(8));
+    let mut clean = RoaringBitmap::from_lsb0_bytes(0, &bitmap[..known_bytes]);
+    clean.remove_range(known..);
+    let mut dirty = RoaringBitmap::new();
+    dirty.insert_range(0..known);
+    dirty -= clean;
+    // Regions the header did not cover (a grown log, a new header): dirty unless nosync.
+    if sync != SyncMode::NoSync {
+        dirty.insert_range(known..count32);
+    }
+    dirty.optimize();
+
+    write_header(&mut header_block, count);
+    Loaded { dirty, header_block, incompatible }
+}
+
+fn write_header(block: &mut [u8; BITMAP_OFFSET], count: RegionCount) {
+    block[0..4].copy_from_slice(&MIRROR_MAGIC.to_le_bytes());
+    block[4..8].copy_from_slice(&MIRROR_DISK_VERSION.to_le_bytes());
+    block[8..16].copy_from_slice(&count.0.to_le_bytes());
+}
+
+/// The blocks one commit writes: `(first block, bytes)` runs of consecutive blocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    pub block_size: u32,
+    pub runs: Vec<(u64, Vec<u8>)>,
+}
+
+impl Commit {
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    pub fn blocks(&self) -> u64 {
+        self.runs.iter().map(|(_, bytes)| bytes.len() as u64 / u64::from(self.block_size)).sum()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.runs.iter().map(|(_, bytes)| bytes.len() as u64).sum()
+    }
+}
+
+/// The layout of one log's image on one device: renders blocks from the dirty set.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub count: RegionCount,
+    pub block_size: u32,
+    pub header_block: Box<[u8; BITMAP_OFFSET]>,
+}
+
+impl Layout {
+    pub fn blocks(&self) -> u64 {
+        image_size(self.count, self.block_size) / u64::from(self.block_size)
+    }
+
+    /// The whole image: what resume writes.
+    pub fn render_all(&self, dirty: &RoaringBitmap) -> Commit {
+        self.render(0..self.blocks(), dirty)
+    }
+
+    /// Only the blocks that hold a bit of a `touched` region.
+    pub fn render_touched(&self, touched: &RoaringBitmap, dirty: &RoaringBitmap) -> Commit {
+        let bits_per_block = u64::from(self.block_size) * 8;
+        let block_of =
+            |region: u32| (BITMAP_OFFSET as u64 * 8 + u64::from(region)) / bits_per_block;
+        let mut commit = Commit { block_size: self.block_size, runs: Vec::new() };
+        let mut blocks = touched.iter().map(block_of).peekable();
+        while let Some(first) = blocks.next() {
+            let mut last = first;
+            while let Some(next) = blocks.peek().copied().filter(|b| *b <= last + 1) {
+                last = next;
+                blocks.next();
+            }
+            commit.runs.extend(self.render(first..last + 1, dirty).runs);
+        }
+        commit
+    }
+
+    fn render(&self, blocks: std::ops::Range<u64>, dirty: &RoaringBitmap) -> Commit {
+        let bs = u64::from(self.block_size);
+        let (start, end) = (blocks.start * bs, blocks.end * bs);
+        let mut bytes = vec![0u8; (end - start) as usize];
+        // The header block's bytes, where this run covers them.
+        for (offset, byte) in (start..end.min(BITMAP_OFFSET as u64)).zip(bytes.iter_mut()) {
+            *byte = self.header_block[offset as usize];
+        }
+        // Bitmap bytes: start all clean, then clear the dirty regions.
+        let first_bit = start.max(BITMAP_OFFSET as u64) * 8 - BITMAP_OFFSET as u64 * 8;
+        let end_bit = (end * 8).saturating_sub(BITMAP_OFFSET as u64 * 8).min(self.count.0);
+        let at = |bit: u64| (BITMAP_OFFSET as u64 + bit / 8 - start) as usize;
+        for byte_start in (first_bit..end_bit).step_by(8) {
+            let bits = (end_bit - byte_start).min(8);
+            bytes[at(byte_start)] = (0xFFu16 >> (8 - bits)) as u8;
+        }
+        if first_bit < end_bit {
+            for region in dirty.range(first_bit as u32..end_bit as u32) {
+                let bit = u64::from(region);
+                bytes[at(bit)] &= !(1 << (bit % 8));
+            }
+        }
+        Commit { block_size: self.block_size, runs: vec![(blocks.start, bytes)] }
+    }
+}

@@ -1,0 +1,40 @@
+//! Positive errno values, as the protocol carries them.
+
+use std::fmt;
+
+/// An errno. The full reply carries it negated in `dm_ulog_request.error`; the zero-length ack
+/// carries it positive in `cn_msg.ack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub const EIO: Errno = Errno(libc::EIO);
+    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    pub const ESRCH: Errno = Errno(libc::ESRCH);
+    pub const ENOSPC: Errno = Errno(libc::ENOSPC);
+    pub const EAGAIN: Errno = Errno(libc::EAGAIN);
+    pub const ENOMEM: Errno = Errno(libc::ENOMEM);
+    pub const ENODEV: Errno = Errno(libc::ENODEV);
+    pub const EEXIST: Errno = Errno(libc::EEXIST);
+    pub const EPERM: Errno = Errno(libc::EPERM);
+    pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
+    pub const ERANGE: Errno = Errno(libc::ERANGE);
+    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
+
+    /// The value of `dm_ulog_request.error` for this errno.
+    pub fn negative(self) -> i32 {
+        -self.0
+    }
+
+    /// The errno of an I/O error, EIO when it has none.
+    pub fn from_io(err: &std::io::Error) -> Errno {
+        Errno(err.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = std::io::Error::from_raw_os_error(self.0);
+        write!(f, "-{} ({})", self.0, text.kind())
+    }
+}

@@ -1,1 +1,87 @@
-fn main() {}
+//! dm-ulogd: the userspace dirty-log daemon for device-mapper mirrors.
+//!
+//! This binary is wiring only: it reads the command line and the configuration, sets up
+//! logging, and runs the engine from the `dm-ulog-actors` crate (or its simulator).
+
+mod config;
+mod daemon;
+mod simulate;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Overrides, Settings, TransportSpec};
+
+/// Serves the kernel's `userspace` mirror log (dm-log-userspace) over the netlink
+/// connector: core, disk, and (single-node) clustered-core / clustered-disk logs.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file [default: /etc/dm-ulogd/dm-ulogd.toml, if it exists]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Where requests come from: `netlink` (the kernel) or `unix:PATH` (the same datagrams on
+    /// a unix socket, for the simulator and tests) [config: transport; default: netlink]
+    #[arg(long, global = true, value_name = "SPEC")]
+    transport: Option<TransportSpec>,
+    /// Log filter: error, warn, info, debug, trace, or tracing directives
+    /// [config: log_level; default: info]
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Threads that serve logs [config: workers; default: the number of CPUs]
+    #[arg(long, global = true, value_name = "N")]
+    workers: Option<usize>,
+    /// Serve clustered-core and clustered-disk tables as single-host logs
+    /// [config: single_node_clustered; default: off]
+    #[arg(long, global = true)]
+    single_node_clustered: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the configured transport in the foreground (the default)
+    Run,
+    /// Drive an in-process engine with the kernel simulator and print a live summary
+    Simulate(simulate::SimulateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The simulator prints its own summary; the engine's lifecycle lines would drown it.
+    let simulating = matches!(cli.command, Some(Command::Simulate(_)));
+    let log_level = cli.log_level.or_else(|| simulating.then(|| "warn".to_owned()));
+    let overrides = Overrides {
+        config: cli.config,
+        transport: cli.transport,
+        log_level,
+        workers: cli.workers,
+        single_node_clustered: cli.single_node_clustered,
+    };
+    let settings = match Settings::load(&overrides) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("dm-ulogd: configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(error) = telemetry::init(&settings.log_level) {
+        eprintln!("dm-ulogd: configuration: {error}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => daemon::run(settings),
+        Command::Simulate(args) => simulate::run(settings, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("dm-ulogd: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

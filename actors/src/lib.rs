@@ -8,9 +8,24 @@
 //! - [`units`]: typed sectors, region sizes, indices and counts;
 //! - [`wire`]: datagram bytes to typed requests and back, never panicking on any input;
 //! - [`region`]: the dirty-log state machine, answering as the kernel's own logs do;
-//! - [`store`]: the kernel's on-disk log format and its durable, block-granular commits.
+//! - [`store`]: the kernel's on-disk log format and its durable, block-granular commits;
+//! - [`transport`]: netlink connector, unix datagram socket or in-process channel;
+//! - the actors: a socket actor routing to one log actor per log, each disk log with a
+//!   flusher child; [`Engine`] starts them.
 
 pub mod region;
 pub mod store;
+pub mod transport;
 pub mod units;
 pub mod wire;
+
+mod engine;
+mod flusher;
+mod log_actor;
+mod registry;
+mod socket_actor;
+
+pub use engine::{Engine, EngineConfig};
+
+#[cfg(feature = "sim")]
+pub mod sim;

@@ -217,6 +217,11 @@ impl RegionLog {
         std::mem::take(&mut self.touched)
     }
 
+    /// Gives back regions taken for a commit that failed: the next commit writes them.
+    pub fn restore_touched(&mut self, touched: RoaringBitmap) {
+        self.touched |= touched;
+    }
+
     fn check(&self, region: RegionIndex) -> Result<u32, LogError> {
         u32::try_from(region.0)
             .ok()

@@ -27,14 +27,16 @@ pub enum DeviceError {
     TooSmall { name: String, size: u64, needed: u64 },
     #[error("log device {name}: {source}")]
     Io { name: String, source: io::Error },
+    #[error("log device {name}: flush failed: {source}")]
+    Flush { name: String, source: io::Error },
 }
 
 impl DeviceError {
     pub fn errno(&self) -> Errno {
         match self {
-            DeviceError::Open { source, .. } | DeviceError::Io { source, .. } => {
-                Errno::from_io(source)
-            }
+            DeviceError::Open { source, .. }
+            | DeviceError::Io { source, .. }
+            | DeviceError::Flush { source, .. } => Errno::from_io(source),
             DeviceError::NotADevice { .. } => Errno::ENODEV,
             DeviceError::TooSmall { .. } => Errno::EINVAL,
         }
@@ -132,7 +134,9 @@ impl LogDevice {
             let offset = first_block * u64::from(commit.block_size);
             self.file.write_all_at(bytes, offset).map_err(io_error)?;
         }
-        self.file.sync_data().map_err(io_error)?;
+        self.file
+            .sync_data()
+            .map_err(|source| DeviceError::Flush { name: self.name.clone(), source })?;
         self.bytes_written.fetch_add(commit.bytes(), Ordering::Relaxed);
         Ok(())
     }

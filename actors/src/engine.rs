@@ -1,0 +1,82 @@
+//! The engine as a host program sees it: start it on a transport inside an actix System,
+//! ask it to drain, and that is all.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::registry::Registry;
+use crate::socket_actor::{Drain, SocketActor};
+use crate::transport::Transport;
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Threads (actix arbiters) that log actors are spread over; 0 runs them on the thread
+    /// that starts the engine.
+    pub workers: usize,
+    /// Serve `clustered-core` / `clustered-disk` as plain single-host logs.
+    pub single_node_clustered: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            single_node_clustered: false,
+        }
+    }
+}
+
+/// A running engine.
+pub struct Engine {
+    socket: Addr<SocketActor>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+    registry: Arc<Registry>,
+    workers: Vec<Arbiter>,
+}
+
+impl Engine {
+    /// Starts serving `transport`. Must be called from within an actix System.
+    pub fn start(config: EngineConfig, transport: Transport) -> Engine {
+        let workers: Vec<Arbiter> = (0..config.workers).map(|_| Arbiter::new()).collect();
+        let handles = workers.iter().map(|w| w.handle()).collect();
+        let registry = Arc::new(Registry::default());
+        let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
+        let socket = SocketActor::new(
+            config,
+            registry.clone(),
+            transport.incoming,
+            transport.replies,
+            handles,
+            stopped_tx,
+        )
+        .start();
+        Engine { socket, stopped, registry, workers }
+    }
+
+    /// How many logs are being served.
+    pub fn log_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Resolves when the engine stops serving on its own: its transport closed.
+    pub async fn closed(&mut self) {
+        let _ = (&mut self.stopped).await;
+    }
+
+    /// Stops taking requests, commits every disk log and stops every log actor.
+    pub async fn drain(self) {
+        if self.socket.send(Drain).await.is_err() {
+            // The socket actor is gone already; its logs are drained directly.
+            for addr in self.registry.drain() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                addr.do_send(crate::log_actor::Shutdown(tx));
+                let _ = rx.await;
+            }
+        }
+        for worker in &self.workers {
+            worker.stop();
+        }
+    }
+}

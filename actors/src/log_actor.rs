@@ -1,0 +1,363 @@
+//! The log actor: one per log instance, spawned on CTR and stopped on DTR.
+//!
+//! It owns the log's [`RegionLog`] and applies the log's requests one at a time in arrival
+//! order; logs never wait for each other. A disk log also owns a [`Flusher`] child and does
+//! group commit: a FLUSH (or POSTSUSPEND, or DTR) is answered once everything received before
+//! it is durable, and all the FLUSHes that arrive while a write is in flight are answered
+//! together by the next write.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use roaring::RoaringBitmap;
+use tokio::sync::oneshot;
+
+use crate::flusher::{Flusher, ReadImage, WriteCommit};
+use crate::region::{LogArgs, LogKind, RegionLog};
+use crate::registry::Registry;
+use crate::store::format::{self, image_size};
+use crate::store::{DeviceError, Layout, LogDevice};
+use crate::transport::{Peer, ReplySink};
+use crate::wire::reply::reply_capacity;
+use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request, RequestHeader};
+
+/// A decoded request for this log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LogRequest {
+    pub header: RequestHeader,
+    pub request: Request,
+    pub peer: Peer,
+}
+
+/// Commit what is pending, then stop; the sender is told when that is done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown(pub oneshot::Sender<()>);
+
+/// A newer CTR took this log's key: stop at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+/// Where a reply goes.
+struct ReplyTo {
+    header: RequestHeader,
+    peer: Peer,
+    capacity: usize,
+}
+
+/// Someone waiting for a commit to be durable.
+enum Waiter {
+    Kernel(ReplyTo),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The health letter of a disk log's status line (dm-log.c: A, D, F).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Alive,
+    /// A read or write of the log device failed.
+    Failed,
+    /// Making a write durable failed.
+    FlushFailed,
+}
+
+/// A disk log's device side.
+struct DiskLog {
+    flusher: Addr<Flusher>,
+    layout: Layout,
+    status_name: String,
+    health: Health,
+    /// The commit being written: who waits for it, and what it covers.
+    in_flight: Option<(Vec<Waiter>, RoaringBitmap)>,
+    /// Who waits for the next commit.
+    queued: Vec<Waiter>,
+}
+
+pub struct LogActor {
+    key: LogKey,
+    generation: u64,
+    args: LogArgs,
+    region: RegionLog,
+    disk: Option<DiskLog>,
+    /// DTR or shutdown: stop once nothing is left to commit.
+    closing: bool,
+    sink: ReplySink,
+    registry: Arc<Registry>,
+}
+
+impl LogActor {
+    pub fn new(
+        key: LogKey,
+        args: LogArgs,
+        generation: u64,
+        sink: ReplySink,
+        registry: Arc<Registry>,
+    ) -> LogActor {
+        let region = RegionLog::new(&args);
+        LogActor { key, generation, args, region, disk: None, closing: false, sink, registry }
+    }
+
+    fn respond(&self, to: &ReplyTo, reply: Reply) {
+        if let Err(errno) = &reply {
+            tracing::warn!(
+                uuid = %self.key.uuid, luid = self.key.luid, request = ?to.header.kind(), %errno,
+                "request refused"
+            );
+        }
+        self.sink.reply(&to.peer, &to.header, to.capacity, &reply);
+    }
+
+    fn release(&self, waiter: Waiter, reply: Reply) {
+        match waiter {
+            Waiter::Kernel(to) => self.respond(&to, reply),
+            Waiter::Shutdown(done) => drop(done.send(())),
+        }
+    }
+
+    /// CTR: a core log is ready at once; a disk log first opens its device.
+    fn construct(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {
+        let LogKind::Disk { device } = &self.args.kind else {
+            tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, args = %self.args, "log created");
+            return self.respond(&to, Ok(ReplyPayload::Empty));
+        };
+        let (name, count) = (device.clone(), self.args.region_count());
+        let open = tokio::task::spawn_blocking(move || {
+            let device = LogDevice::open(&name)?;
+            device.check_size(image_size(count, device.block_size()))?;
+            Ok::<_, DeviceError>(device)
+        });
+        ctx.wait(open.into_actor(self).map(move |opened, act, ctx| {
+            let opened = opened.unwrap_or_else(|_| {
+                Err(DeviceError::NotADevice { name: "(open task panicked)".into() })
+            });
+            match opened {
+                Ok(device) => {
+                    let name = device.name().to_owned();
+                    act.disk = Some(DiskLog {
+                        layout: Layout {
+                            count,
+                            block_size: device.block_size(),
+                            header_block: format::load(&[], count, act.args.sync).header_block,
+                        },
+                        status_name: device.status_name(),
+                        flusher: Flusher::new(Arc::new(device)).start(),
+                        health: Health::Alive,
+                        in_flight: None,
+                        queued: Vec::new(),
+                    });
+                    tracing::info!(uuid = %act.key.uuid, luid = act.key.luid, args = %act.args, "log created");
+                    // The kernel holds the named device as a dependency of the table.
+                    act.respond(&to, Ok(ReplyPayload::DeviceName(name)));
+                }
+                Err(error) => {
+                    tracing::warn!(uuid = %act.key.uuid, luid = act.key.luid, %error, "log not created");
+                    act.respond(&to, Err(error.errno()));
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+
+    /// RESUME of a disk log: load the image as `disk_resume` does and write it back whole.
+    fn resume_disk(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {
+        let Some(disk) = &self.disk else { return };
+        let read =
+            disk.flusher.send(ReadImage(image_size(disk.layout.count, disk.layout.block_size)));
+        ctx.wait(read.into_actor(self).map(move |read, act, ctx| {
+            let uuid = act.key.uuid.clone();
+            let Some(disk) = act.disk.as_mut() else { return };
+            let image = match read.map_err(mailbox_error).and_then(|r| r) {
+                Ok(image) => image,
+                Err(error) => {
+                    tracing::error!(%uuid, luid = act.key.luid, %error, "log device unreadable; every region will be resynced");
+                    disk.health = Health::Failed;
+                    Vec::new()
+                }
+            };
+            let loaded = format::load(&image, disk.layout.count, act.args.sync);
+            if loaded.incompatible {
+                tracing::error!(%uuid, luid = act.key.luid, "incompatible disk log version; every region will be resynced");
+                disk.health = Health::Failed;
+            }
+            disk.layout.header_block = loaded.header_block;
+            act.region.resume_with(loaded.dirty);
+            tracing::info!(%uuid, luid = act.key.luid, dirty = act.region.dirty_count(), "log resumed");
+            let write = disk.flusher.send(WriteCommit(disk.layout.render_all(act.region.dirty())));
+            ctx.wait(write.into_actor(act).map(move |written, act, _| {
+                let result = written.map_err(mailbox_error).and_then(|r| r);
+                let reply = act.commit_result(result);
+                act.respond(&to, reply);
+            }));
+        }));
+    }
+
+    /// Queues a waiter for the next commit, and starts one if none is in flight.
+    fn commit(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
+        let Some(disk) = self.disk.as_mut() else {
+            self.release(waiter, Ok(ReplyPayload::Empty));
+            return self.stop_if_closing(ctx);
+        };
+        disk.queued.push(waiter);
+        if disk.in_flight.is_none() {
+            self.start_commit(ctx);
+        }
+    }
+
+    fn start_commit(&mut self, ctx: &mut Context<Self>) {
+        let Some(disk) = self.disk.as_mut() else { return };
+        let waiters = std::mem::take(&mut disk.queued);
+        let touched = self.region.take_touched();
+        if touched.is_empty() {
+            // Nothing changed since the last durable commit.
+            for waiter in waiters {
+                self.release(waiter, Ok(ReplyPayload::Empty));
+            }
+            return self.stop_if_closing(ctx);
+        }
+        let write = disk
+            .flusher
+            .send(WriteCommit(disk.layout.render_touched(&touched, self.region.dirty())));
+        disk.in_flight = Some((waiters, touched));
+        ctx.spawn(write.into_actor(self).map(|written, act, ctx| {
+            act.commit_done(written.map_err(mailbox_error).and_then(|r| r), ctx);
+        }));
+    }
+
+    fn commit_done(&mut self, result: Result<(), DeviceError>, ctx: &mut Context<Self>) {
+        let Some((waiters, touched)) = self.disk.as_mut().and_then(|d| d.in_flight.take()) else {
+            return;
+        };
+        if result.is_err() {
+            self.region.restore_touched(touched);
+        }
+        let reply = self.commit_result(result);
+        for waiter in waiters {
+            self.release(waiter, reply.clone());
+        }
+        match self.disk.as_ref() {
+            Some(disk) if !disk.queued.is_empty() => self.start_commit(ctx),
+            _ => self.stop_if_closing(ctx),
+        }
+    }
+
+    /// Records a device failure in the log's health and turns it into the reply.
+    fn commit_result(&mut self, result: Result<(), DeviceError>) -> Reply {
+        let Err(error) = result else { return Ok(ReplyPayload::Empty) };
+        if let Some(disk) = self.disk.as_mut() {
+            disk.health = match error {
+                DeviceError::Flush { .. } => Health::FlushFailed,
+                _ => Health::Failed,
+            };
+        }
+        tracing::error!(uuid = %self.key.uuid, luid = self.key.luid, %error, "log device failed");
+        // Whatever the cause, the kernel's disk log reports a failed log write as EIO.
+        Err(Errno::EIO)
+    }
+
+    fn stop_if_closing(&mut self, ctx: &mut Context<Self>) {
+        if self.closing {
+            ctx.stop();
+        }
+    }
+
+    /// STATUS_INFO as the kernel's own logs print it.
+    fn status_info(&self) -> String {
+        match &self.disk {
+            None => format!("1 {}", self.args.type_name()),
+            Some(disk) => {
+                let health = match disk.health {
+                    Health::Alive => 'A',
+                    Health::Failed => 'D',
+                    Health::FlushFailed => 'F',
+                };
+                format!("3 {} {} {health}", self.args.type_name(), disk.status_name)
+            }
+        }
+    }
+
+    /// STATUS_TABLE as the kernel's own logs print it: `<type> <#args> <args> `.
+    fn status_table(&self) -> String {
+        // The CTR string without its target length is exactly the table's log arguments.
+        let printed = self.args.to_string();
+        let args = printed.split_once(' ').map_or("", |(_, rest)| rest);
+        let mut words = args.split(' ');
+        let type_name = words.next().unwrap_or_default();
+        let rest: Vec<&str> = words.collect();
+        let mut line = format!("{type_name} {}", rest.len());
+        for word in rest {
+            line.push(' ');
+            line.push_str(word);
+        }
+        line.push(' ');
+        line
+    }
+}
+
+/// The flusher is this actor's own child: its mailbox closes only if it died.
+fn mailbox_error(_: MailboxError) -> DeviceError {
+    DeviceError::Io { name: "(flusher)".into(), source: std::io::Error::other("flusher stopped") }
+}
+
+impl Actor for LogActor {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.registry.remove_generation(&self.key, self.generation);
+        tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log stopped");
+    }
+}
+
+impl Handler<LogRequest> for LogActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LogRequest, ctx: &mut Context<Self>) {
+        let LogRequest { header, request, peer } = msg;
+        let capacity = reply_capacity(&request, header.version);
+        let to = ReplyTo { header, peer, capacity };
+        let is_disk = self.disk.is_some();
+        match &request {
+            Request::Ctr { .. } => self.construct(to, ctx),
+            Request::Dtr => {
+                self.closing = true;
+                tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log destroyed");
+                self.commit(Waiter::Kernel(to), ctx);
+            }
+            Request::StatusInfo => self.respond(&to, Ok(ReplyPayload::Status(self.status_info()))),
+            Request::StatusTable => {
+                self.respond(&to, Ok(ReplyPayload::Status(self.status_table())))
+            }
+            Request::Resume if is_disk => self.resume_disk(to, ctx),
+            Request::Flush(_) | Request::Postsuspend if is_disk => {
+                match self.region.answer(&request) {
+                    Some(Ok(_)) => self.commit(Waiter::Kernel(to), ctx),
+                    Some(Err(errno)) => self.respond(&to, Err(errno)),
+                    None => self.respond(&to, Err(Errno::EINVAL)),
+                }
+            }
+            _ => {
+                let reply = self.region.answer(&request).unwrap_or(Err(Errno::EINVAL));
+                self.respond(&to, reply);
+            }
+        }
+    }
+}
+
+impl Handler<Shutdown> for LogActor {
+    type Result = ();
+
+    fn handle(&mut self, Shutdown(done): Shutdown, ctx: &mut Context<Self>) {
+        self.closing = true;
+        self.commit(Waiter::Shutdown(done), ctx);
+    }
+}
+
+impl Handler<Retire> for LogActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log replaced by a new CTR");
+        ctx.stop();
+    }
+}

@@ -1,0 +1,138 @@
+//! Datagram in, datagram out: the kernel's netlink connector, a unix datagram socket that
+//! carries the same bytes (for the simulator, tests and benches), or an in-process channel
+//! (for programs that embed the engine).
+//!
+//! Every transport is split the same way: [`Incoming`], a stream of datagrams that the socket
+//! actor consumes, and [`ReplySink`], a cheap handle that any log actor uses to answer from
+//! its own thread without going back through the socket actor.
+
+mod channel;
+mod netlink;
+mod unix;
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use actix::prelude::Stream;
+
+pub use channel::{channel_pair, ChannelClient};
+pub use netlink::missing_capabilities;
+
+use crate::wire::{self, Errno, Reply, RequestHeader, MAX_REPLY_FRAME};
+
+/// The most a received datagram may hold: a connector message's largest payload and headers.
+/// Larger ones arrive cut short and are refused as incomplete.
+const RECEIVE_BUFFER: usize = wire::buffer::CONNECTOR_HEADER_LEN + wire::CONNECTOR_MAX_MSG_SIZE;
+
+/// Where a datagram came from, and so where its reply goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// The kernel, netlink port 0.
+    Kernel,
+    /// A unix datagram socket bound to this path.
+    Unix(Arc<Path>),
+    /// The other end of an in-process channel.
+    Channel,
+}
+
+/// One received datagram.
+#[derive(Debug)]
+pub struct Datagram {
+    pub bytes: Vec<u8>,
+    pub peer: Peer,
+}
+
+/// A transport, opened: the incoming stream and the reply handle.
+pub struct Transport {
+    pub incoming: Incoming,
+    pub replies: ReplySink,
+}
+
+impl Transport {
+    /// The kernel's netlink connector, group 7. Needs CAP_NET_ADMIN (to join the group) and
+    /// CAP_SYS_ADMIN (the kernel drops replies from senders without it).
+    pub fn netlink() -> io::Result<Transport> {
+        netlink::open()
+    }
+
+    /// A unix datagram socket at `path`, mode 0600. A stale socket file there is replaced.
+    pub fn unix(path: &Path) -> io::Result<Transport> {
+        unix::bind(path)
+    }
+}
+
+/// The datagrams arriving on a transport.
+pub struct Incoming {
+    source: Source,
+    buffer: Box<[u8; RECEIVE_BUFFER]>,
+}
+
+enum Source {
+    Netlink(Arc<netlink::Socket>),
+    Unix(Arc<tokio::net::UnixDatagram>),
+    Channel(tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>),
+}
+
+impl Incoming {
+    fn new(source: Source) -> Incoming {
+        Incoming { source, buffer: Box::new([0u8; RECEIVE_BUFFER]) }
+    }
+}
+
+impl Stream for Incoming {
+    type Item = Datagram;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Datagram>> {
+        let this = self.get_mut();
+        match &mut this.source {
+            Source::Netlink(socket) => netlink::poll_recv(socket, cx, &mut this.buffer[..]),
+            Source::Unix(socket) => unix::poll_recv(socket, cx, &mut this.buffer[..]),
+            Source::Channel(rx) => rx
+                .poll_recv(cx)
+                .map(|bytes| bytes.map(|bytes| Datagram { bytes, peer: Peer::Channel })),
+        }
+    }
+}
+
+/// Sends replies. Cloned into every log actor; sending never blocks the caller.
+#[derive(Clone)]
+pub struct ReplySink(Arc<SinkKind>);
+
+enum SinkKind {
+    Netlink(Arc<netlink::Socket>),
+    Unix(Arc<tokio::net::UnixDatagram>),
+    Channel(tokio::sync::mpsc::UnboundedSender<Vec<u8>>),
+}
+
+impl ReplySink {
+    /// Answers a request: `capacity` is what the kernel accepts for it.
+    pub fn reply(&self, peer: &Peer, header: &RequestHeader, capacity: usize, reply: &Reply) {
+        let mut frame = [0u8; MAX_REPLY_FRAME];
+        let len = wire::emit_reply(header, capacity, reply, &mut frame);
+        self.send(peer, &frame[..len]);
+    }
+
+    /// The zero-length ack for a frame whose request could not be read.
+    pub fn ack(&self, peer: &Peer, seq: u32, errno: Option<Errno>) {
+        let mut frame = [0u8; MAX_REPLY_FRAME];
+        let len = wire::emit_ack(seq, errno, &mut frame);
+        self.send(peer, &frame[..len]);
+    }
+
+    fn send(&self, peer: &Peer, frame: &[u8]) {
+        let result = match (&*self.0, peer) {
+            (SinkKind::Netlink(socket), Peer::Kernel) => netlink::send(socket, frame),
+            (SinkKind::Unix(socket), Peer::Unix(path)) => unix::send(socket, path, frame),
+            (SinkKind::Channel(tx), Peer::Channel) => {
+                tx.send(frame.to_vec()).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+            }
+            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "peer of another transport")),
+        };
+        if let Err(error) = result {
+            tracing::warn!(?peer, %error, "reply not sent; the kernel will resend the request");
+        }
+    }
+}

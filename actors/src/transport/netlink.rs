@@ -1,0 +1,83 @@
+//! The kernel's side: a NETLINK_CONNECTOR socket in device-mapper's group 7.
+//!
+//! It binds with no groups and joins group 7 with NETLINK_ADD_MEMBERSHIP (binding with
+//! `nl_groups = 7` would join groups 1 to 3 instead, since that field is a bit mask). Only
+//! datagrams from port 0, the kernel, are taken; replies go unicast to port 0.
+
+use std::io;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use netlink_sys::{protocols::NETLINK_CONNECTOR, SocketAddr};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::{Datagram, Incoming, Peer, ReplySink, SinkKind, Source, Transport};
+use crate::wire::CN_IDX_DM;
+
+pub(super) type Socket = AsyncFd<netlink_sys::Socket>;
+
+pub(super) fn open() -> io::Result<Transport> {
+    let mut socket = netlink_sys::Socket::new(NETLINK_CONNECTOR)?;
+    socket.bind(&SocketAddr::new(0, 0))?;
+    socket.add_membership(CN_IDX_DM)?;
+    socket.set_non_blocking(true)?;
+    // SAFETY: the Socket owns its file descriptor and returns the same one until dropped,
+    // and the AsyncFd owns the Socket.
+    let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
+    let socket = Arc::new(socket);
+    Ok(Transport {
+        incoming: Incoming::new(Source::Netlink(socket.clone())),
+        replies: ReplySink(Arc::new(SinkKind::Netlink(socket))),
+    })
+}
+
+pub(super) fn poll_recv(
+    socket: &Socket,
+    cx: &mut Context<'_>,
+    buffer: &mut [u8],
+) -> Poll<Option<Datagram>> {
+    loop {
+        let mut guard = match ready!(socket.poll_read_ready(cx)) {
+            Ok(guard) => guard,
+            Err(error) => {
+                tracing::error!(%error, "netlink socket failed");
+                return Poll::Ready(None);
+            }
+        };
+        match guard.try_io(|s| s.get_ref().recv_from(&mut &mut buffer[..], 0)) {
+            Ok(Ok((len, sender))) if sender.port_number() == 0 => {
+                let bytes = buffer[..len.min(buffer.len())].to_vec();
+                return Poll::Ready(Some(Datagram { bytes, peer: Peer::Kernel }));
+            }
+            Ok(Ok((_, sender))) => {
+                tracing::warn!(port = sender.port_number(), "datagram not from the kernel dropped");
+            }
+            // ENOBUFS: the kernel dropped messages for us; it resends them after its timeout.
+            Ok(Err(error)) => tracing::warn!(%error, "netlink receive failed"),
+            Err(_would_block) => {}
+        }
+    }
+}
+
+pub(super) fn send(socket: &Socket, frame: &[u8]) -> io::Result<()> {
+    socket.get_ref().send_to(frame, &SocketAddr::new(0, 0), 0).map(drop)
+}
+
+/// The capabilities the netlink transport needs and this process lacks, by name.
+pub fn missing_capabilities() -> Vec<&'static str> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    let effective = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("CapEff:"))?.to_owned();
+            u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+        })
+        .unwrap_or(0);
+    [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN")]
+        .into_iter()
+        .filter(|(bit, _)| effective & (1 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect()
+}

@@ -1,0 +1,53 @@
+//! `dm-ulogd` (run): serve the configured transport in the foreground until SIGTERM or
+//! SIGINT, then stop taking requests, commit every disk log and exit 0.
+
+use dm_ulog_actors::transport::{missing_capabilities, Transport};
+use dm_ulog_actors::{Engine, EngineConfig};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{Settings, TransportSpec};
+
+pub fn run(settings: Settings) -> Result<(), String> {
+    actix::System::new().block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let transport = match &settings.transport {
+        TransportSpec::Netlink => {
+            let missing = missing_capabilities();
+            if !missing.is_empty() {
+                return Err(format!(
+                    "the netlink transport needs CAP_NET_ADMIN (to join the connector group) and \
+                     CAP_SYS_ADMIN (the kernel drops replies without it); missing: {}. \
+                     Run as root, or use --transport unix:PATH",
+                    missing.join(", ")
+                ));
+            }
+            Transport::netlink().map_err(|e| format!("netlink connector socket: {e}"))?
+        }
+        TransportSpec::Unix(path) => {
+            Transport::unix(path).map_err(|e| format!("unix socket {}: {e}", path.display()))?
+        }
+    };
+    let config = EngineConfig {
+        workers: settings.workers,
+        single_node_clustered: settings.single_node_clustered,
+    };
+    let mut engine = Engine::start(config, transport);
+    tracing::info!(transport = %settings.transport, workers = settings.workers, "serving");
+
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let closed = tokio::select! {
+        _ = terminate.recv() => false,
+        _ = interrupt.recv() => false,
+        _ = engine.closed() => true,
+    };
+    tracing::info!(logs = engine.log_count(), "stopping: committing every disk log");
+    engine.drain().await;
+    if closed {
+        return Err("the transport closed".into());
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The real dm-ulogd binary on a unix socket, and what tests need around it.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dm_ulog_actors::sim::{KernelLink, LogTable, SimLog};
+use dm_ulog_actors::store::format::image_size;
+use dm_ulog_actors::units::RegionCount;
+
+/// A dm-ulogd process serving `unix:<dir>/dm-ulogd.sock`.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    extra_args: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path, extra_args: &[&str]) -> Daemon {
+        let mut daemon = Daemon {
+            child: None,
+            dir: dir.to_owned(),
+            socket: dir.join("dm-ulogd.sock"),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        daemon.restart();
+        daemon
+    }
+
+    /// Starts the process (again) and waits until its socket is bound.
+    pub fn restart(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dm-ulogd.log"))
+            .unwrap();
+        // An empty configuration file of the test's own: the host's /etc plays no part.
+        let config = self.dir.join("dm-ulogd.toml");
+        std::fs::write(&config, "").unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--transport")
+            .arg(format!("unix:{}", self.socket.display()))
+            .args(["--log-level", "debug"])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dm-ulogd starts");
+        self.child = Some(child);
+        // Polling for a file is set-up, not an assertion: the daemon binds it at start-up.
+        while !self.socket.exists() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "dm-ulogd exited at start-up: {status}; see {}",
+                    self.dir.join("dm-ulogd.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    /// The daemon's log output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dm-ulogd.log")).unwrap_or_default()
+    }
+
+    /// A simulated kernel talking to this daemon.
+    pub fn link(&self, name: &str, timeout: Duration) -> Arc<KernelLink> {
+        KernelLink::unix(&self.dir.join(format!("{name}.sock")), &self.socket, timeout).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A file big enough for a disk log of `regions` regions on 512-byte blocks.
+pub fn log_file(dir: &Path, name: &str, regions: u64) -> PathBuf {
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(image_size(RegionCount(regions), 512)).unwrap();
+    path
+}
+
+/// A log of `regions` regions of 8 sectors: `"core 8"`, `"disk <path> 8"`, ...
+pub fn sim_log(
+    link: &Arc<KernelLink>,
+    uuid: &str,
+    log_args: &str,
+    regions: u64,
+    integrated_flush: bool,
+) -> SimLog {
+    let table = LogTable {
+        uuid: uuid.to_owned(),
+        log_args: log_args.to_owned(),
+        target_sectors: regions * 8,
+        integrated_flush,
+    };
+    let luid = 0xffff_8a5a_dff7_0000 + uuid.bytes().map(u64::from).sum::<u64>();
+    SimLog::new(link.clone(), table, luid, regions)
+}
+
+/// The clean bit of `region` in a disk-log image, read by the kernel's rule.
+pub fn clean_on_disk(path: &Path, region: u64) -> bool {
+    let image = std::fs::read(path).unwrap();
+    image[1024 + (region / 8) as usize] & (1 << (region % 8)) != 0
+}

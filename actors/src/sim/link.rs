@@ -49,6 +49,9 @@ pub struct LinkStats {
 /// The simulated kernel's end of a transport.
 pub struct KernelLink {
     outbound: Outbound,
+    /// The kernel sends under `dm_ulog_lock`: requests leave in the order they were made,
+    /// even when the socket's queue is full and a send has to wait.
+    send_order: tokio::sync::Mutex<()>,
     pending: Arc<DashMap<u32, oneshot::Sender<Answer>>>,
     seq: AtomicU32,
     timeout: Duration,
@@ -90,6 +93,7 @@ impl KernelLink {
     fn new(outbound: Outbound, timeout: Duration) -> KernelLink {
         KernelLink {
             outbound,
+            send_order: tokio::sync::Mutex::new(()),
             pending: Arc::new(DashMap::new()),
             seq: AtomicU32::new(0),
             timeout,
@@ -137,6 +141,7 @@ impl KernelLink {
     }
 
     async fn send(&self, frame: &[u8]) -> Result<(), LinkError> {
+        let _in_order = self.send_order.lock().await;
         match &self.outbound {
             Outbound::Unix { socket, daemon } => match socket.send_to(frame, daemon).await {
                 Ok(_) => Ok(()),

@@ -4,7 +4,7 @@
 //! and which of their marks a FLUSH reply has made durable. Two rules follow:
 //! - a region with a durable mark and no clear since is never reported clean;
 //! - after the daemon was killed and restarted, every region that had a durable mark at the
-//!   kill is reported out of sync until the mirror itself has recovered it.
+//!   kill is reported out of sync until the mirror has recovered it or finished its writes.
 
 use std::collections::{HashMap, HashSet};
 
@@ -45,6 +45,9 @@ impl Oracle {
         self.pending.remove(&region);
         self.unflushed.remove(&region);
         self.durable.remove(&region);
+        // Only the daemon died, not the kernel: the writes finished on every leg, so once
+        // the clear is committed the region may come back in sync at the next resume.
+        self.must_resync.remove(&region);
         true
     }
 

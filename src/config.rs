@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use config::{Config, Environment, File, FileFormat};
+use dm_ulog_actors::EngineConfig;
 use serde::Deserialize;
 
 /// Where the configuration file is looked for when `--config` does not name one.
@@ -37,7 +38,6 @@ pub struct Overrides {
 
 impl Settings {
     pub fn load(overrides: &Overrides) -> Result<Settings, config::ConfigError> {
-        let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (path, required) = match &overrides.config {
             Some(path) => (path.as_path(), true),
             None => (Path::new(DEFAULT_CONFIG), false),
@@ -45,7 +45,7 @@ impl Settings {
         Config::builder()
             .set_default("transport", "netlink")?
             .set_default("log_level", "info")?
-            .set_default("workers", default_workers as u64)?
+            .set_default("workers", EngineConfig::default().workers as u64)?
             .set_default("single_node_clustered", false)?
             .add_source(File::from(path).format(FileFormat::Toml).required(required))
             .add_source(Environment::with_prefix("DM_ULOGD").try_parsing(true))

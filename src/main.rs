@@ -31,7 +31,8 @@ struct Cli {
     /// [config: log_level; default: info]
     #[arg(long, global = true, value_name = "FILTER")]
     log_level: Option<String>,
-    /// Threads that serve logs [config: workers; default: the number of CPUs]
+    /// Extra threads that serve logs; 0 serves them on the socket's thread
+    /// [config: workers; default: 0]
     #[arg(long, global = true, value_name = "N")]
     workers: Option<usize>,
     /// Serve clustered-core and clustered-disk tables as single-host logs

@@ -12,7 +12,7 @@
 
 use roaring::RoaringBitmap;
 
-use super::args::{LogArgs, SyncMode};
+use super::args::{LogArgs, LogKind, SyncMode};
 use super::error::LogError;
 use crate::units::{RegionCount, RegionIndex, RegionSize};
 use crate::wire::{Reply, ReplyPayload, Request};
@@ -32,8 +32,9 @@ pub struct RegionLog {
     /// Where GET_RESYNC_WORK looks next; RESUME starts it over.
     sync_search: u64,
     /// Regions whose clean bit changed since [`RegionLog::take_touched`] was last called:
-    /// what a disk log must write at its next commit.
-    touched: RoaringBitmap,
+    /// what a disk log must write at its next commit. `None` for a core log, which writes
+    /// nothing and so need not remember.
+    touched: Option<RoaringBitmap>,
 }
 
 impl RegionLog {
@@ -53,7 +54,7 @@ impl RegionLog {
             out_of_sync,
             recovering: RoaringBitmap::new(),
             sync_search: 0,
-            touched: RoaringBitmap::new(),
+            touched: matches!(args.kind, LogKind::Disk { .. }).then(RoaringBitmap::new),
         }
     }
 
@@ -113,7 +114,9 @@ impl RegionLog {
         self.dirty = dirty;
         self.sync_search = 0;
         // The whole image is written at resume, so nothing is pending any more.
-        self.touched.clear();
+        if let Some(touched) = &mut self.touched {
+            touched.clear();
+        }
     }
 
     /// IS_CLEAN.
@@ -134,7 +137,7 @@ impl RegionLog {
     ) -> Result<(), LogError> {
         for region in self.check_all(regions)? {
             if self.dirty.insert(region) {
-                self.touched.insert(region);
+                self.touch(region);
             }
         }
         Ok(())
@@ -147,7 +150,7 @@ impl RegionLog {
     ) -> Result<(), LogError> {
         for region in self.check_all(regions)? {
             if self.dirty.remove(region) {
-                self.touched.insert(region);
+                self.touch(region);
             }
         }
         Ok(())
@@ -214,12 +217,20 @@ impl RegionLog {
 
     /// Hands over the regions whose clean bit changed since the last call.
     pub fn take_touched(&mut self) -> RoaringBitmap {
-        std::mem::take(&mut self.touched)
+        self.touched.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Gives back regions taken for a commit that failed: the next commit writes them.
-    pub fn restore_touched(&mut self, touched: RoaringBitmap) {
-        self.touched |= touched;
+    pub fn restore_touched(&mut self, failed: RoaringBitmap) {
+        if let Some(touched) = &mut self.touched {
+            *touched |= failed;
+        }
+    }
+
+    fn touch(&mut self, region: u32) {
+        if let Some(touched) = &mut self.touched {
+            touched.insert(region);
+        }
     }
 
     fn check(&self, region: RegionIndex) -> Result<u32, LogError> {

@@ -6,6 +6,7 @@
 //! benches, examples and `dm-ulogd simulate` all use it.
 
 mod link;
+pub mod load;
 mod mirror;
 mod oracle;
 

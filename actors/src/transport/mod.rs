@@ -103,7 +103,7 @@ pub struct ReplySink(Arc<SinkKind>);
 
 enum SinkKind {
     Netlink(Arc<netlink::Socket>),
-    Unix(Arc<tokio::net::UnixDatagram>),
+    Unix(std::os::unix::net::UnixDatagram),
     Channel(tokio::sync::mpsc::UnboundedSender<Vec<u8>>),
 }
 

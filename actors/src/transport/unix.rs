@@ -6,11 +6,15 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use tokio::io::ReadBuf;
 use tokio::net::UnixDatagram;
 
 use super::{Datagram, Incoming, Peer, ReplySink, SinkKind, Source, Transport};
+
+/// How long a reply may wait for room in a peer's receive queue.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(super) fn bind(path: &Path) -> io::Result<Transport> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -24,10 +28,15 @@ pub(super) fn bind(path: &Path) -> io::Result<Transport> {
     }
     let socket = UnixDatagram::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    let socket = Arc::new(socket);
+    // Replies leave through a socket of their own, in blocking mode: an unbound unix datagram
+    // socket never signals that a full peer queue has room again, so a non-blocking send
+    // could only retry on a timer. A peer that stops reading for SEND_TIMEOUT loses the
+    // reply, as a kernel would after its own timeout, and resends.
+    let replies = std::os::unix::net::UnixDatagram::unbound()?;
+    replies.set_write_timeout(Some(SEND_TIMEOUT))?;
     Ok(Transport {
-        incoming: Incoming::new(Source::Unix(socket.clone())),
-        replies: ReplySink(Arc::new(SinkKind::Unix(socket))),
+        incoming: Incoming::new(Source::Unix(Arc::new(socket))),
+        replies: ReplySink(Arc::new(SinkKind::Unix(replies))),
     })
 }
 
@@ -56,19 +65,10 @@ pub(super) fn poll_recv(
     }
 }
 
-pub(super) fn send(socket: &Arc<UnixDatagram>, path: &Arc<Path>, frame: &[u8]) -> io::Result<()> {
-    match socket.try_send_to(frame, path) {
-        Ok(_) => Ok(()),
-        // The peer's queue is full: finish the send without holding up the caller.
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-            let (socket, path, frame) = (socket.clone(), path.clone(), frame.to_vec());
-            tokio::spawn(async move {
-                if let Err(error) = socket.send_to(&frame, &path).await {
-                    tracing::warn!(%error, "reply not sent");
-                }
-            });
-            Ok(())
-        }
-        Err(error) => Err(error),
-    }
+pub(super) fn send(
+    socket: &std::os::unix::net::UnixDatagram,
+    path: &Path,
+    frame: &[u8],
+) -> io::Result<()> {
+    socket.send_to(frame, path).map(drop)
 }

@@ -1,0 +1,107 @@
+//! End to end over the unix datagram transport: dm-ulogd against an echo responder on the
+//! same kind of socket, with the same client, in the same run.
+//!
+//! The echo responder answers each request at once with an empty payload and keeps no
+//! state: the transport's limit. Workload: dm-raid1's write mix over 1, 64 and 1,024 core
+//! logs with 1, 8 and 64 requests in flight. Prints a markdown table; `scripts/bench`
+//! collects it. Run: `cargo bench --bench e2e` (BENCH_SECONDS sets the time per
+//! point, 2 by default).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use dm_ulog_actors::sim::load::{echo, LoadClient, Measurement};
+
+const ECHO_ROLE: &str = "BENCH_ECHO_SOCKET";
+
+fn main() {
+    if let Some(path) = std::env::var_os(ECHO_ROLE) {
+        echo(Path::new(&path)).expect("echo responder");
+        return;
+    }
+    let seconds: f64 =
+        std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let duration = Duration::from_secs_f64(seconds);
+    let dir = tempfile::tempdir().unwrap();
+
+    let echo_path = dir.path().join("echo.sock");
+    let echo_server = Server::start(
+        Command::new(std::env::current_exe().unwrap()).env(ECHO_ROLE, &echo_path),
+        &echo_path,
+    );
+    let daemon_path = dir.path().join("daemon.sock");
+    let daemon = Server::start(
+        Command::new(env!("CARGO_BIN_EXE_dm-ulogd"))
+            .args(["--log-level", "warn", "--config"])
+            .arg(empty_config(dir.path()))
+            .args(std::env::var("BENCH_DAEMON_ARGS").unwrap_or_default().split_whitespace())
+            .arg("--transport")
+            .arg(format!("unix:{}", daemon_path.display())),
+        &daemon_path,
+    );
+
+    let mut echo_client = LoadClient::new(&dir.path().join("c1.sock"), &echo_path).unwrap();
+    let mut daemon_client = LoadClient::new(&dir.path().join("c2.sock"), &daemon_path).unwrap();
+    println!("| logs | in flight | echo req/s | dm-ulogd req/s | ratio | echo p50 / p99 / p99.9 µs | dm-ulogd p50 / p99 / p99.9 µs | p99 ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut worst_throughput = f64::MAX;
+    let mut worst_p99 = 0f64;
+    for logs in [1usize, 64, 1024] {
+        let echo_logs = echo_client.create_core_logs(&format!("e{logs}"), logs, 10_000).unwrap();
+        let daemon_logs =
+            daemon_client.create_core_logs(&format!("d{logs}"), logs, 10_000).unwrap();
+        for in_flight in [1usize, 8, 64] {
+            // Warm both up, then measure them one after the other.
+            echo_client.run_mix(&echo_logs, in_flight, duration / 4).unwrap();
+            daemon_client.run_mix(&daemon_logs, in_flight, duration / 4).unwrap();
+            let baseline = echo_client.run_mix(&echo_logs, in_flight, duration).unwrap();
+            let measured = daemon_client.run_mix(&daemon_logs, in_flight, duration).unwrap();
+            assert_eq!(measured.errors, 0, "dm-ulogd answered with errors");
+            let throughput = measured.per_second() / baseline.per_second();
+            let p99 = measured.quantile_us(0.99) / baseline.quantile_us(0.99);
+            worst_throughput = worst_throughput.min(throughput);
+            worst_p99 = worst_p99.max(p99);
+            println!(
+                "| {logs} | {in_flight} | {:.0} | {:.0} | {throughput:.2} | {} | {} | {p99:.2} |",
+                baseline.per_second(),
+                measured.per_second(),
+                quantiles(&baseline),
+                quantiles(&measured),
+            );
+        }
+    }
+    println!();
+    println!("worst throughput ratio {worst_throughput:.2} (target >= 0.8), worst p99 ratio {worst_p99:.2} (target <= 2)");
+    drop((echo_server, daemon));
+}
+
+fn quantiles(m: &Measurement) -> String {
+    format!("{:.1} / {:.1} / {:.1}", m.quantile_us(0.5), m.quantile_us(0.99), m.quantile_us(0.999))
+}
+
+fn empty_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("empty.toml");
+    std::fs::write(&path, "").unwrap();
+    path
+}
+
+/// A server process, killed when dropped.
+struct Server(Child);
+
+impl Server {
+    fn start(command: &mut Command, socket: &Path) -> Server {
+        let child = command.stdin(Stdio::null()).spawn().expect("server starts");
+        while !socket.exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Server(child)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

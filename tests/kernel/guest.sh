@@ -1,0 +1,901 @@
+#!/bin/bash
+# The guest side of the real-kernel suite (see tests/kernel/run and tests/kernel/README.md).
+#
+# Runs inside the QEMU guest, chrooted into the host's root (mounted read-only over 9p), as
+# root, with the guest kernel's dm-mod, dm-mirror, dm-log-userspace and brd loaded: the host's
+# dm-ulogd (netlink transport) serves the `userspace` mirror log of the *real* kernel, driven
+# by the host's dmsetup.
+#
+#   guest.sh main <dm-ulogd> <share> <sentinel> <case>...   the suite (called by /init)
+#   guest.sh case <n> <dm-ulogd> <share>                    one case (called by main)
+#   guest.sh cleanup <dm-ulogd> <share>                     tidy up after a case
+#
+# Each case runs in its own bash under `timeout` and prints `PASS <name>` or
+# `FAIL <name>: <why>` per (sub)case; main appends the sentinel when every case has run. All
+# lines also go to <share>/results.txt. The daemon's log goes to <share>/ulogd.log, the
+# commands each case ran to <share>/cases.log, the kernel log to <share>/dmesg.txt.
+#
+# Devices: brd RAM disks of 16 MiB (/dev/ram0 .. /dev/ram95, loaded by /init):
+#   ram0 ram1 legs, ram2 log          cases 1, 2, 3, 7
+#   ram3 ram4 legs, ram5 log          case 4 (the legs through dm linear devices kt-l0/kt-l1)
+#   ram6 ram7 legs, ram5 log          case 5
+#   ram8 .. ram71 legs, ram72 .. ram87 logs    case 6
+# Every wait is bounded. A dm request to a dead daemon blocks in the kernel for good (the
+# kernel retries every 2 s), so the cases themselves are bounded by `timeout` from main, and
+# the whole guest by the host's `timeout` around QEMU.
+
+set -u
+export DM_DISABLE_UDEV=1 NO_COLOR=1 LC_ALL=C
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+MODE=$1
+KT=/tmp/kt                        # scratch (tmpfs)
+SECT=32768                        # 16 MiB legs
+MIB=$((1024 * 1024))
+
+# --- output --------------------------------------------------------------------------------
+
+emit() { # a result line: to the console and to results.txt
+    echo "$*"
+    echo "$*" >>"$RESULTS"
+}
+why() { # records why the current (sub)case fails; returns 1 so callers can `|| return 1`
+    echo "$*" >"$KT/why"
+    echo "WHY: $*"
+    return 1
+}
+note() { # an INFO line for the console/results (not a verdict)
+    emit "INFO $*"
+}
+must() { # runs a command, logs it; on failure records why (with its last output lines)
+    local out rc
+    out=$("$@" 2>&1)
+    rc=$?
+    echo "+ [$(date +%T.%N | cut -c1-12)] $* (rc=$rc)"
+    [ -z "$out" ] || echo "$out"
+    [ "$rc" -eq 0 ] || why "'$*' failed rc=$rc: $(echo "$out" | tail -n 2 | tr '\n' ' ')"
+}
+subcase() { # subcase <name> <function> [args...]: one PASS/FAIL line
+    local name=$1 start=$SECONDS
+    shift
+    rm -f "$KT/why"
+    echo "=== [$(date +%T)] $name ===" >>"$ULOG"
+    echo "=== [$(date +%T)] $name ===" >>"$CASELOG"
+    if "$@" >>"$CASELOG" 2>&1; then
+        emit "PASS $name ($((SECONDS - start)) s)"
+    else
+        emit "FAIL $name: $(cat "$KT/why" 2>/dev/null || echo 'no reason recorded')"
+    fi
+    cleanup >>"$CASELOG" 2>&1
+}
+
+# --- the daemon ----------------------------------------------------------------------------
+
+serving_count() { # how many times a daemon said it is serving (the log is appended to)
+    [ -f "$ULOG" ] || { echo 0; return; }
+    grep -c 'serving' "$ULOG" || true
+}
+daemon_pid() { cat "$KT/ulogd.pid" 2>/dev/null; }
+daemon_alive() {
+    local pid state
+    pid=$(daemon_pid) || return 1
+    [ -n "$pid" ] || return 1
+    state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+daemon_start() { # in its own session, so a case's `timeout` never takes it down
+    local before i
+    before=$(serving_count)
+    rm -f "$KT/ulogd.pid" "$KT/ulogd.rc"
+    setsid bash -c '"$1" --transport netlink --log-level info --single-node-clustered \
+            >>"$2" 2>&1 </dev/null &
+        echo $! >"$3"; wait $!; echo $? >"$4"' \
+        ulogd "$BIN" "$ULOG" "$KT/ulogd.pid" "$KT/ulogd.rc" </dev/null >/dev/null 2>&1 &
+    for i in $(seq 150); do # 15 s
+        if [ -s "$KT/ulogd.pid" ] && [ "$(serving_count)" -gt "$before" ]; then
+            echo "daemon started: pid $(daemon_pid)"
+            return 0
+        fi
+        [ -s "$KT/ulogd.rc" ] && break
+        sleep 0.1
+    done
+    why "dm-ulogd did not start (rc $(cat "$KT/ulogd.rc" 2>/dev/null || echo none)): $(tail -n 3 "$ULOG" | tr '\n' ' ')"
+}
+daemon_kill9() {
+    local pid i
+    pid=$(daemon_pid)
+    echo "kill -9 daemon $pid"
+    kill -9 "$pid" || return 1
+    for i in $(seq 50); do
+        daemon_alive || return 0
+        sleep 0.1
+    done
+    why "dm-ulogd $pid still alive 5 s after kill -9"
+}
+daemon_term() { # SIGTERM; prints the exit status
+    local pid i
+    pid=$(daemon_pid)
+    kill -TERM "$pid" || return 1
+    for i in $(seq 300); do # 30 s
+        if [ -s "$KT/ulogd.rc" ]; then
+            cat "$KT/ulogd.rc"
+            return 0
+        fi
+        sleep 0.1
+    done
+    why "dm-ulogd $pid did not exit within 30 s of SIGTERM"
+}
+running() { # a live (not zombie) process
+    local state
+    state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) && [ -n "$state" ] && [ "$state" != Z ]
+}
+kmark() { # a marker in the kernel log; ksince prints what the kernel logged after it
+    KMARK="ktest-mark-$RANDOM$RANDOM"
+    echo "$KMARK" >/dev/kmsg
+}
+ksince() { dmesg | sed -n "/$KMARK/,\$p"; }
+check_daemon() {
+    daemon_alive || why "dm-ulogd died (rc $(cat "$KT/ulogd.rc" 2>/dev/null)): $(tail -n 3 "$ULOG" | tr '\n' ' ')"
+}
+
+# --- devices and data ----------------------------------------------------------------------
+
+devnum() { # major:minor in decimal, as dm prints devices
+    local t
+    t=$(stat -L -c '%t %T' "$1") || return 1
+    set -- $t
+    echo "$((16#$1)):$((16#$2))"
+}
+zero_dev() { # dev [MiB, default 1]
+    dd if=/dev/zero of="$1" bs=1M count="${2:-1}" oflag=direct status=none
+}
+put() { # put <file> <dev> <offset bytes> <length bytes> [<file offset bytes>]: direct write
+    dd if="$1" of="$2" bs=64K iflag=skip_bytes,count_bytes oflag=seek_bytes,direct \
+        skip="${5:-$3}" seek="$3" count="$4" status=none
+}
+get() { # get <dev> <offset bytes> <length bytes>: direct read to stdout
+    dd if="$1" bs=64K iflag=direct,skip_bytes,count_bytes skip="$2" count="$3" status=none
+}
+md5() { md5sum | cut -d' ' -f1; }
+file_md5() { # file offset length
+    dd if="$1" bs=64K iflag=skip_bytes,count_bytes skip="$2" count="$3" status=none | md5
+}
+same_dev() { # same_dev <dev a> <dev b> <bytes>: compares direct reads, prints the first difference
+    cmp <(get "$1" 0 "$3") <(get "$2" 0 "$3")
+}
+pattern() { # pattern <file> <MiB>: fresh random data
+    head -c "$(($2 * MIB))" /dev/urandom >"$1"
+}
+
+# --- mirrors -------------------------------------------------------------------------------
+
+# dmsetup status of a 2-leg mirror: 0 <len> mirror 2 <dev> <dev> <in sync>/<regions> 1 <AA> <log...>
+status_words() { timeout 60 dmsetup status "$1"; }
+sync_ratio() { local f; read -r -a f <<<"$(status_words "$1")"; echo "${f[6]:-?}"; }
+STALL=60 # a resync that makes no progress for this long has stalled
+wait_sync() { # wait_sync <name> <seconds>: until N/N; fails at the deadline or on a stall
+    local name=$1 deadline=$((SECONDS + $2)) s f last="" since=$SECONDS
+    while :; do
+        s=$(status_words "$name")
+        read -r -a f <<<"$s"
+        if [[ ${f[6]:-} =~ ^([0-9]+)/([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]; then
+            echo "[$(date +%T.%N | cut -c1-12)] in sync: $s"
+            return 0
+        fi
+        [ "${f[6]:-}" = "$last" ] || { last=${f[6]:-}; since=$SECONDS; }
+        if [ $((SECONDS - since)) -ge $STALL ]; then
+            why "$name resync stalled at ${last} for $STALL s: $s"
+            return 1
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || break
+        sleep 0.5
+    done
+    why "$name not in sync after $2 s: $s"
+}
+create() { # create <name> <table>
+    must dmsetup create "$1" --table "$2" || return 1
+    [ -b "/dev/mapper/$1" ] || why "/dev/mapper/$1 missing after create"
+}
+remove() { # remove <name>, retried while it is briefly busy
+    local i out
+    for i in $(seq 20); do
+        if out=$(timeout 120 dmsetup remove "$1" 2>&1); then
+            echo "+ dmsetup remove $1"
+            return 0
+        fi
+        sleep 0.5
+    done
+    why "dmsetup remove $1 failed: $out"
+}
+wait_pids() { # wait_pids <seconds> <pid>...: every pid must exit 0 within the time
+    local deadline=$((SECONDS + $1)) pid rc
+    shift
+    for pid in "$@"; do
+        while running "$pid"; do
+            [ "$SECONDS" -lt "$deadline" ] || { why "writer $pid still running after the deadline"; return 1; }
+            sleep 0.2
+        done
+        wait "$pid"
+        rc=$?
+        [ "$rc" -eq 0 ] || { why "writer $pid exited $rc"; return 1; }
+    done
+}
+
+# --- disk-log images -----------------------------------------------------------------------
+
+# The kernel's disk log format (dm-log.c): header magic "MiRr" (LE 0x4D695272), version 2,
+# nr_regions (LE u64) at bytes 0..16; the clean bitmap at byte 1024, region i = bit i%8 of
+# byte 1024 + i/8; 1 = clean/in sync, 0 = dirty.
+log_header() { get "$1" 0 65536 | od -An -v -tx1 -N16 | tr -s ' \n' ' ' | sed 's/^ //; s/ $//'; }
+log_bitmap_hex() { # dev regions: the bitmap's bytes (whole u32 words) in hex
+    get "$1" 0 65536 | od -An -v -tx1 -j1024 -N$((($2 + 31) / 32 * 4)) | tr -s ' \n' ' ' | sed 's/^ //; s/ $//'
+}
+log_dirty() { # dev regions: the dirty regions, space separated, from the on-disk bitmap
+    local bytes i b out=""
+    read -r -a bytes <<<"$(get "$1" 0 65536 | od -An -v -tu1 -j1024 -N$((($2 + 7) / 8)))"
+    for ((i = 0; i < $2; i++)); do
+        b=${bytes[$((i / 8))]}
+        (((b >> (i % 8)) & 1)) || out+="$i "
+    done
+    echo "${out% }"
+}
+header_for() { # the header a v2 log of <regions> regions must have: magic, version, LE u64
+    local out="72 52 69 4d 02 00 00 00" i
+    for ((i = 0; i < 8; i++)); do out+=" $(printf %02x $((($1 >> (8 * i)) & 255)))"; done
+    echo "$out"
+}
+
+# ===========================================================================================
+# Case 1: every log type (core, disk; with and without integrated_flush; clustered-core and
+# clustered-disk served single-node): create, resync, write a pattern, read it back, compare
+# each leg (read directly) with the pattern, full sync in status, suspend/resume, remove.
+# ===========================================================================================
+c1_variant() { # c1_variant <uuid> <log type> <integrated_flush 0|1>
+    local uuid=$1 type=$2 flush=$3 logpart args rs=1024 nreg=$((SECT / 1024)) f exp_log st
+    case $type in
+    *disk) args="$type /dev/ram2 $rs" ;;
+    *) args="$type $rs" ;;
+    esac
+    [ "$flush" = 1 ] && args="integrated_flush $args"
+    set -- $args
+    logpart="userspace $(($# + 1)) $uuid $args"
+    [[ $type == *disk ]] && { zero_dev /dev/ram2 || return 1; }
+    pattern "$KT/pat" 16
+    create kt-m1 "0 $SECT mirror $logpart 2 /dev/ram0 0 /dev/ram1 0" || return 1
+    wait_sync kt-m1 120 || return 1
+    must put "$KT/pat" /dev/mapper/kt-m1 0 $((16 * MIB)) || return 1
+    local want got
+    want=$(md5 <"$KT/pat")
+    got=$(get /dev/mapper/kt-m1 0 $((16 * MIB)) | md5)
+    [ "$got" = "$want" ] || why "read-back through the mirror differs from the pattern"
+    for leg in /dev/ram0 /dev/ram1; do
+        got=$(get $leg 0 $((16 * MIB)) | md5)
+        [ "$got" = "$want" ] || { why "leg $leg differs from the pattern written"; return 1; }
+    done
+    st=$(status_words kt-m1)
+    echo "status: $st"
+    read -r -a f <<<"$st"
+    [ "${f[6]}" = "$nreg/$nreg" ] || { why "status not fully in sync: $st"; return 1; }
+    [ "${f[8]}" = AA ] || { why "leg health not AA: $st"; return 1; }
+    if [[ $type == *disk ]]; then
+        exp_log="3 $type $(devnum /dev/ram2) A"
+        # The CTR reply named the log device: the kernel made it a dependency of the table.
+        local deps
+        deps=$(dmsetup deps kt-m1)
+        echo "deps: $deps"
+        local mm=$(devnum /dev/ram2)
+        [[ $deps == *"(${mm%:*}, ${mm#*:})"* ]] || { why "log device $mm not in 'dmsetup deps': $deps"; return 1; }
+    else
+        exp_log="1 $type"
+    fi
+    [ "${f[*]:9}" = "$exp_log" ] || { why "log status '${f[*]:9}', expected '$exp_log'"; return 1; }
+    must dmsetup suspend kt-m1 || return 1
+    dmsetup info kt-m1 | grep -q SUSPENDED || { why "not suspended after dmsetup suspend"; return 1; }
+    must dmsetup resume kt-m1 || return 1
+    # A write after the resume, read back.
+    must put "$KT/pat" /dev/mapper/kt-m1 $((3 * MIB)) $MIB $((9 * MIB)) || return 1
+    [ "$(get /dev/mapper/kt-m1 $((3 * MIB)) $MIB | md5)" = "$(file_md5 "$KT/pat" $((9 * MIB)) $MIB)" ] ||
+        { why "write after resume did not read back"; return 1; }
+    wait_sync kt-m1 30 || return 1
+    same_dev /dev/ram0 /dev/ram1 $((16 * MIB)) || { why "legs differ after the resume and write"; return 1; }
+    remove kt-m1 || return 1
+    [ ! -e /dev/mapper/kt-m1 ] || { why "/dev/mapper/kt-m1 still there after remove"; return 1; }
+    if [[ $type == *disk ]]; then
+        # A clean shutdown leaves a valid header and every region clean on the log device.
+        local hdr dirty
+        hdr=$(log_header /dev/ram2)
+        [ "$hdr" = "$(header_for $nreg)" ] || { why "log header after remove: $hdr, expected $(header_for $nreg)"; return 1; }
+        dirty=$(log_dirty /dev/ram2 $nreg)
+        [ -z "$dirty" ] || { why "regions dirty on the log device after a clean remove: $dirty"; return 1; }
+    fi
+    check_daemon
+}
+case_1() {
+    subcase 1-core c1_variant KT1-core core 0
+    subcase 1-core-integrated_flush c1_variant KT1-corei core 1
+    subcase 1-disk c1_variant KT1-disk disk 0
+    subcase 1-disk-integrated_flush c1_variant KT1-diski disk 1
+    subcase 1-clustered-core c1_variant KT1-ccore clustered-core 0
+    subcase 1-clustered-disk c1_variant KT1-cdisk clustered-disk 0
+    subcase 1-clustered-disk-integrated_flush c1_variant KT1-cdiski clustered-disk 1
+}
+
+# ===========================================================================================
+# Case 2: resync. The legs start different (leg 0 pattern A, leg 1 zeros); a mirror created
+# without nosync copies leg 0 to leg 1 while writers write pattern B through the mirror. Small
+# regions (32 KiB, 512 of them) make the resync long enough to overlap the writes. Afterwards:
+# N/N, the legs identical, and the content = A with B where it was written.
+# ===========================================================================================
+c2_variant() { # <uuid> <log args...>
+    local uuid=$1 rs=64 nreg=$((SECT / 64)) first pids=()
+    shift
+    local logpart="userspace $(($# + 1)) $uuid $*"
+    pattern "$KT/patA" 16
+    pattern "$KT/patB" 16
+    must put "$KT/patA" /dev/ram0 0 $((16 * MIB)) || return 1
+    must zero_dev /dev/ram1 16 || return 1
+    [[ $* == *disk* ]] && { zero_dev /dev/ram2 || return 1; }
+    cp "$KT/patA" "$KT/expect"
+    create kt-m2 "0 $SECT mirror $logpart 2 /dev/ram0 0 /dev/ram1 0" || return 1
+    # Writers: 4..8 MiB in 32 KiB writes, 12..14 MiB in 4 KiB writes, 15 MiB + 4 KiB unaligned.
+    put "$KT/patB" /dev/mapper/kt-m2 $((4 * MIB)) $((4 * MIB)) &
+    pids+=($!)
+    dd if="$KT/patB" of=/dev/mapper/kt-m2 bs=4K skip=3072 seek=3072 count=512 oflag=direct status=none &
+    pids+=($!)
+    dd if="$KT/patB" of=/dev/mapper/kt-m2 bs=4K skip=3841 seek=3841 count=1 oflag=direct status=none &
+    pids+=($!)
+    first=$(sync_ratio kt-m2)
+    dd if="$KT/patB" of="$KT/expect" bs=1M skip=4 seek=4 count=4 conv=notrunc status=none
+    dd if="$KT/patB" of="$KT/expect" bs=4K skip=3072 seek=3072 count=512 conv=notrunc status=none
+    dd if="$KT/patB" of="$KT/expect" bs=4K skip=3841 seek=3841 count=1 conv=notrunc status=none
+    wait_pids 180 "${pids[@]}" || return 1
+    local mid
+    mid=$(sync_ratio kt-m2)
+    note "$CUR: sync progress seen: ${first} just after create, ${mid} when the writers were done (of $nreg regions)"
+    wait_sync kt-m2 240 || return 1
+    same_dev /dev/ram0 /dev/ram1 $((16 * MIB)) || { why "legs differ after the resync"; return 1; }
+    [ "$(get /dev/mapper/kt-m2 0 $((16 * MIB)) | md5)" = "$(md5 <"$KT/expect")" ] ||
+        { why "mirror content is not pattern A overlaid with the writes of pattern B"; return 1; }
+    remove kt-m2 || return 1
+    check_daemon
+}
+case_2() {
+    CUR=2-resync-core subcase 2-resync-core c2_variant KT2-core core 64
+    CUR=2-resync-disk subcase 2-resync-disk c2_variant KT2-disk disk /dev/ram2 64
+}
+
+# ===========================================================================================
+# Case 3: kill -9 of the daemon. (a) During writes: the kernel's request times out (15 s), is
+# re-sent to the restarted daemon, which does not know the log and answers -ESRCH; the kernel
+# reconnects (CTR + RESUME, dmesg "Reconnected") and retries; the writes complete. (b) While
+# idle: the first request after the restart takes the same path. Expected afterwards: the
+# mirror reaches N/N by itself, the legs are identical and hold the data.
+# Two failure modes are told apart in the FAIL line (see README.md, "Findings"):
+#   - the legs differ while the status says N/N (a write went to leg 0 only);
+#   - the resync stalls below N/N after the reconnect. The case then also tries a
+#     suspend/resume (the kernel's own resume path, which restarts the resync) and reports
+#     whether the legs end identical after it.
+# ===========================================================================================
+diff_regions() { # <dev a> <dev b> <bytes> <region bytes>: the regions whose bytes differ
+    local r out="" n=$(($3 / $4))
+    for ((r = 0; r < n; r++)); do
+        [ "$(get "$1" $((r * $4)) "$4" | md5)" = "$(get "$2" $((r * $4)) "$4" | md5)" ] || out+="$r "
+    done
+    echo "${out% }"
+}
+kernel_complaints() { # what dm-log-userspace said since the mark, other than the expected
+    ksince | grep -E 'Insufficient space|Error trying|Incomplete message' | sed 's/^\[[ 0-9.]*\] //' |
+        sort | uniq -c | sed 's/^ *//' | tr '\n' ';'
+}
+after_reconnect() { # <mirror> <what>: N/N by itself and identical legs (ram0/ram1, 16 MiB)
+    local name=$1 what=$2 msg differ STALL=30
+    if wait_sync "$name" 240; then
+        differ=$(diff_regions /dev/ram0 /dev/ram1 $((16 * MIB)) $((512 * 1024)))
+        [ -z "$differ" ] && return 0
+        why "after $what the status says $(sync_ratio "$name") but the legs differ in 512 KiB region(s) $differ; kernel: $(kernel_complaints)"
+        return 1
+    fi
+    msg="$(cat "$KT/why") after $what; kernel: $(kernel_complaints)"
+    # The kernel's own resume path restarts the resync: does it repair the mirror?
+    if must dmsetup suspend "$name" && must dmsetup resume "$name" && wait_sync "$name" 120; then
+        differ=$(diff_regions /dev/ram0 /dev/ram1 $((16 * MIB)) $((512 * 1024)))
+        msg+=" -- a suspend/resume then resynced it to $(sync_ratio "$name"), legs ${differ:+differ in regions $differ}${differ:-identical}"
+    else
+        msg+=" -- a suspend/resume did not repair it either: $(cat "$KT/why")"
+    fi
+    why "$msg"
+}
+c3_during_writes() { # <uuid> <log args...>
+    local uuid=$1 writer alive_before alive_after i
+    shift
+    local logpart="userspace $(($# + 1)) $uuid $*"
+    [[ $* == *disk* ]] && { zero_dev /dev/ram2 || return 1; }
+    pattern "$KT/pat" 16
+    kmark
+    create kt-m3 "0 $SECT mirror $logpart 2 /dev/ram0 0 /dev/ram1 0" || return 1
+    wait_sync kt-m3 60 || return 1
+    # 16 MiB in 16 KiB direct writes: long enough under TCG to be cut by the kill.
+    dd if="$KT/pat" of=/dev/mapper/kt-m3 bs=16K oflag=direct status=none &
+    writer=$!
+    sleep 1
+    running $writer && alive_before=yes || alive_before=no
+    daemon_kill9 || return 1
+    [[ $* == *disk* ]] && echo "on-disk dirty regions after the kill: $(log_dirty /dev/ram2 32)"
+    sleep 4 # the kernel retries every 2 s: let it find the server gone
+    running $writer && alive_after=yes || alive_after=no
+    note "$CUR: writer running at the kill: $alive_before, 4 s later: $alive_after"
+    daemon_start || return 1
+    if [ $alive_before = no ]; then
+        # Nothing was in flight: provoke a request so the kernel meets the new daemon.
+        must put "$KT/pat" /dev/mapper/kt-m3 0 $MIB || return 1
+    fi
+    for i in $(seq 80); do # a request in flight at the kill is re-sent after 15 s
+        ksince | grep -q 'Reconnected' && break
+        sleep 0.5
+    done
+    ksince | grep -E 'userspace' | tail -n 6
+    ksince | grep -q 'Reconnected' || { why "no 'Reconnected' in dmesg 40 s after the restart: $(ksince | tail -n 3 | tr '\n' ' ')"; return 1; }
+    wait_pids 240 $writer || return 1
+    [ "$(get /dev/mapper/kt-m3 0 $((16 * MIB)) | md5)" = "$(md5 <"$KT/pat")" ] ||
+        { why "mirror content differs from the pattern written across the crash"; return 1; }
+    after_reconnect kt-m3 "the kill -9 during writes and the reconnect" || return 1
+    remove kt-m3 || return 1
+    check_daemon
+}
+c3_idle() { # <uuid> <log args...>
+    local uuid=$1
+    shift
+    local logpart="userspace $(($# + 1)) $uuid $*"
+    [[ $* == *disk* ]] && { zero_dev /dev/ram2 || return 1; }
+    pattern "$KT/pat" 16
+    create kt-m3 "0 $SECT mirror $logpart 2 /dev/ram0 0 /dev/ram1 0" || return 1
+    wait_sync kt-m3 120 || return 1
+    kmark
+    daemon_kill9 || return 1
+    daemon_start || return 1
+    # The new daemon does not know the log: its -ESRCH reply must trigger the reconnect.
+    must timeout 60 dd if="$KT/pat" of=/dev/mapper/kt-m3 bs=1M count=2 oflag=direct status=none || return 1
+    ksince | grep -E 'userspace' | tail -n 6
+    ksince | grep -q 'Reconnected' || { why "no 'Reconnected' in dmesg after a request to the restarted daemon: $(ksince | tail -n 3 | tr '\n' ' ')"; return 1; }
+    [ "$(get /dev/mapper/kt-m3 0 $((2 * MIB)) | md5)" = "$(file_md5 "$KT/pat" 0 $((2 * MIB)))" ] ||
+        { why "write after the reconnect did not read back"; return 1; }
+    after_reconnect kt-m3 "a kill -9 while idle, a restart and a 2 MiB write" || return 1
+    remove kt-m3 || return 1
+    check_daemon
+}
+case_3() {
+    CUR=3-kill9-idle-disk subcase 3-kill9-idle-disk c3_idle KT3-idle disk /dev/ram2 1024
+    CUR=3-kill9-writes-core subcase 3-kill9-writes-core c3_during_writes KT3-core core 1024
+    CUR=3-kill9-writes-disk subcase 3-kill9-writes-disk c3_during_writes KT3-disk disk /dev/ram2 1024
+    CUR=3-kill9-writes-clustered-disk-integrated_flush subcase 3-kill9-writes-clustered-disk-integrated_flush c3_during_writes KT3-cdiski integrated_flush clustered-disk /dev/ram2 1024
+}
+
+# ===========================================================================================
+# Case 4: disk-log persistence, and the on-disk format shared with the kernel's `disk` log.
+#
+# A crash is made deterministic: the legs are dm linear devices kt-l0 / kt-l1 over ram3 / ram4.
+# With kt-l1 suspended, writes of pattern B to regions D = {3, 7, 12} through the mirror are
+# marked dirty on the log device (MARK + FLUSH come before the data is dispatched), land on
+# leg 0 and hang on leg 1. That is exactly the state a power cut leaves after torn mirror
+# writes: the regions are dirty on disk and the legs differ in them. We then
+#   - kill -9 the daemon (writer = dm-ulogd), and check that a *new* daemon, reconnected by the
+#     kernel, reports those 3 regions out of sync: it can only know them from the log device;
+#   - take the "crash image": the bytes of the log device and of both legs at that instant;
+#   - let the live system finish (resume kt-l1, resync, clean remove);
+#   - put the crash image back on the devices (as if the machine had died at that instant and
+#     rebooted: no clean suspend ever reached the log), and also make the legs differ in one
+#     region C = 20 that is clean on disk (a region that must NOT be resynced);
+#   - recreate the mirror on the same log device with the reader's log (dm-ulogd or the
+#     kernel's own `disk` log) and wait for N/N.
+# The reader honoured the on-disk bitmap iff the regions in D were resynced (legs identical
+# there, holding B) and region C was not (legs still differ there). A reader that ignored the
+# log (full resync) fails on C; one that lost the dirty bits fails on D. C is then rewritten
+# through the mirror and the legs must end identical.
+# Every writer/reader pair runs: ulogd->ulogd (persistence across a crash), ulogd->kernel,
+# kernel->ulogd, and kernel->kernel (the control that validates the method). The crash images
+# written by dm-ulogd and by the kernel are also compared byte for byte (header + bitmap).
+# ===========================================================================================
+C4_D="3 7 12"
+C4_C=20
+C4_RS=1024 # 512 KiB regions
+C4_REG=$((C4_RS * 512))
+c4_table() { # <writer|reader kind> <uuid>
+    local legs="2 /dev/mapper/kt-l0 0 /dev/mapper/kt-l1 0"
+    case $1 in
+    ulogd) echo "0 $SECT mirror userspace 4 $2 disk /dev/ram5 $C4_RS $legs" ;;
+    kernel) echo "0 $SECT mirror disk 2 /dev/ram5 $C4_RS $legs" ;;
+    esac
+}
+c4_pair() { # <writer: ulogd|kernel> <reader: ulogd|kernel>
+    local writer=$1 reader=$2 nreg=$((SECT / C4_RS)) pids=() r i dirty
+    pattern "$KT/patA" 16
+    pattern "$KT/patB" 16
+    zero_dev /dev/ram5 || return 1
+    must put "$KT/patA" /dev/ram3 0 $((16 * MIB)) || return 1
+    must put "$KT/patA" /dev/ram4 0 $((16 * MIB)) || return 1
+    create kt-l0 "0 $SECT linear /dev/ram3 0" || return 1
+    create kt-l1 "0 $SECT linear /dev/ram4 0" || return 1
+    create kt-m4 "$(c4_table "$writer" KT4-w-$writer-$reader)" || return 1
+    wait_sync kt-m4 120 || return 1
+    [ -z "$(log_dirty /dev/ram5 $nreg)" ] || { why "writer log not all clean after the initial sync: $(log_dirty /dev/ram5 $nreg)"; return 1; }
+
+    # Torn writes: leg 1 stalls, the regions D go dirty on disk. One 64 KiB write (a single
+    # bio) at the start of each region: dm-raid1 sends it to both legs at once, so leg 0's
+    # half lands while leg 1's waits.
+    cp "$KT/patA" "$KT/expect"
+    must dmsetup suspend kt-l1 || return 1
+    for r in $C4_D; do
+        dd if="$KT/patB" of=/dev/mapper/kt-m4 bs=64K skip=$((r * 8)) seek=$((r * 8)) count=1 oflag=direct status=none &
+        pids+=($!)
+        dd if="$KT/patB" of="$KT/expect" bs=64K skip=$((r * 8)) seek=$((r * 8)) count=1 conv=notrunc status=none
+    done
+    for i in $(seq 100); do
+        dirty=$(log_dirty /dev/ram5 $nreg)
+        [ "$dirty" = "$C4_D" ] && break
+        sleep 0.2
+    done
+    [ "$dirty" = "$C4_D" ] || { why "on-disk dirty regions are '$dirty' with writes pending on $C4_D (writer $writer)"; return 1; }
+    for i in $(seq 100); do # leg 0's half of the writes has landed
+        local ok=1
+        for r in $C4_D; do
+            [ "$(get /dev/ram3 $((r * C4_REG)) 65536 | md5)" = "$(file_md5 "$KT/patB" $((r * C4_REG)) 65536)" ] || ok=0
+        done
+        [ $ok = 1 ] && break
+        sleep 0.2
+    done
+    [ $ok = 1 ] || { why "the writes never reached leg 0"; return 1; }
+
+    # The crash.
+    [ "$writer" = ulogd ] && { daemon_kill9 || return 1; }
+    get /dev/ram5 0 65536 >"$KT/crash.log"
+    get /dev/ram3 0 $((16 * MIB)) >"$KT/crash.leg0"
+    get /dev/ram4 0 $((16 * MIB)) >"$KT/crash.leg1"
+    cp "$KT/crash.log" "$KT/crash.log.$writer"
+    if [ "$writer" = ulogd ]; then
+        # A new daemon knows these regions only from the log device.
+        kmark
+        daemon_start || return 1
+        local st f
+        # The first status: GET_SYNC_COUNT -> -ESRCH -> reconnect (CTR + RESUME) -> retry. That
+        # retry can come back empty (the kernel then prints 0/N, see README.md, finding A), so
+        # the count is taken from the second status.
+        st=$(status_words kt-m4)
+        echo "first status after the restart: $st"
+        ksince | grep -q Reconnected || { why "no 'Reconnected' in dmesg after the restart"; return 1; }
+        st=$(status_words kt-m4)
+        echo "second status after the restart: $st"
+        read -r -a f <<<"$st"
+        [ "${f[6]}" = "$((nreg - 3))/$nreg" ] ||
+            { why "restarted daemon reports ${f[6]} in sync, expected $((nreg - 3))/$nreg (the 3 regions dirty on disk)"; return 1; }
+    fi
+
+    # The live system finishes cleanly.
+    must dmsetup resume kt-l1 || return 1
+    wait_pids 120 "${pids[@]}" || return 1
+    if [ "$writer" = ulogd ]; then
+        # After a reconnect the kernel asks for no resync work until its next real resume
+        # (README.md, finding B); this case is about what reaches the disk, so resume it.
+        must dmsetup suspend kt-m4 && must dmsetup resume kt-m4 || return 1
+    fi
+    wait_sync kt-m4 120 || return 1
+    remove kt-m4 || return 1
+
+    # Back to the crash instant, plus a difference in a clean region.
+    must put "$KT/crash.log" /dev/ram5 0 65536 || return 1
+    must put "$KT/crash.leg0" /dev/ram3 0 $((16 * MIB)) || return 1
+    must put "$KT/crash.leg1" /dev/ram4 0 $((16 * MIB)) || return 1
+    must put "$KT/patB" /dev/ram4 $((C4_C * C4_REG)) $C4_REG || return 1
+    local hdr
+    hdr=$(log_header /dev/ram5)
+    [ "$hdr" = "$(header_for $nreg)" ] || { why "crash image header '$hdr', expected '$(header_for $nreg)' (writer $writer)"; return 1; }
+    echo "crash image bitmap ($writer): $(log_bitmap_hex /dev/ram5 $nreg)"
+
+    # The reader loads it.
+    create kt-m4 "$(c4_table "$reader" KT4-r-$writer-$reader)" || return 1
+    echo "status at load: $(status_words kt-m4)"
+    wait_sync kt-m4 120 || return 1
+    for ((r = 0; r < nreg; r++)); do
+        local a b
+        a=$(get /dev/ram3 $((r * C4_REG)) $C4_REG | md5)
+        b=$(get /dev/ram4 $((r * C4_REG)) $C4_REG | md5)
+        if [ "$r" = "$C4_C" ]; then
+            [ "$a" != "$b" ] || { why "reader $reader resynced region $C4_C, clean on disk: it ignored the log (full resync?)"; return 1; }
+        else
+            [ "$a" = "$b" ] || { why "legs differ in region $r after the reader's ($reader) resync (dirty on disk: $C4_D)"; return 1; }
+        fi
+    done
+    for r in $C4_D; do
+        [ "$(get /dev/ram4 $((r * C4_REG)) $C4_REG | md5)" = "$(file_md5 "$KT/expect" $((r * C4_REG)) $C4_REG)" ] ||
+            { why "leg 1's region $r does not hold the data written before the crash"; return 1; }
+    done
+    must put "$KT/patA" /dev/mapper/kt-m4 $((C4_C * C4_REG)) $C4_REG || return 1
+    wait_sync kt-m4 60 || return 1
+    same_dev /dev/ram3 /dev/ram4 $((16 * MIB)) || { why "legs differ at the end"; return 1; }
+    [ "$(get /dev/mapper/kt-m4 0 $((16 * MIB)) | md5)" = "$(md5 <"$KT/expect")" ] ||
+        { why "the mirror does not hold pattern A with the writes of pattern B"; return 1; }
+    remove kt-m4 || return 1
+    [ -z "$(log_dirty /dev/ram5 $nreg)" ] || { why "reader $reader left dirty regions after a clean remove: $(log_dirty /dev/ram5 $nreg)"; return 1; }
+    remove kt-l0 && remove kt-l1 || return 1
+    check_daemon
+}
+c4_images() { # the crash images of both writers, byte for byte in the header and bitmap
+    local a=$KT/crash.log.ulogd b=$KT/crash.log.kernel ha hb ba bb
+    [ -f "$a" ] && [ -f "$b" ] || { why "a crash image is missing (an earlier 4-* subcase failed)"; return 1; }
+    ha=$(od -An -v -tx1 -N16 "$a" | tr -s ' \n' ' ')
+    hb=$(od -An -v -tx1 -N16 "$b" | tr -s ' \n' ' ')
+    ba=$(od -An -v -tx1 -j1024 -N4 "$a" | tr -s ' \n' ' ')
+    bb=$(od -An -v -tx1 -j1024 -N4 "$b" | tr -s ' \n' ' ')
+    echo "dm-ulogd: header$ha bitmap$ba"
+    echo "kernel:   header$hb bitmap$bb"
+    [ "$ha" = "$hb" ] || { why "headers differ: dm-ulogd$ha / kernel$hb"; return 1; }
+    [ "$ba" = "$bb" ] || { why "bitmaps differ: dm-ulogd$ba / kernel$bb"; return 1; }
+}
+case_4() {
+    rm -f "$KT"/crash.log.*
+    subcase 4-crash-ulogd-to-ulogd c4_pair ulogd ulogd
+    subcase 4-crash-ulogd-to-kernel c4_pair ulogd kernel
+    subcase 4-crash-kernel-to-ulogd c4_pair kernel ulogd
+    subcase 4-crash-kernel-to-kernel-control c4_pair kernel kernel
+    subcase 4-crash-images-identical c4_images
+}
+
+# ===========================================================================================
+# Case 5: `dmsetup status` and `dmsetup table` of a userspace log next to the kernel's own log
+# with the same parameters, on the same legs and log device. What must match:
+#   status: every field; the log's part is `1 <type>` (core) or `3 <type> <maj:min> <A|D|F>`
+#     (disk), with <type> = the kernel's name, or `clustered-` + it for the clustered types.
+#     All of the log's part comes from dm-ulogd (STATUS_INFO); the rest from dm-mirror.
+#   table: the kernel builds it without asking the daemon: `userspace <#args> <uuid>
+#     [integrated_flush] <log args as given>` in place of `<type> <#args> <args>`. So: start,
+#     length, target, and the legs part must be equal; the userspace args must be the ones
+#     given; the type, region size and sync flag must equal the kernel's; the log device is
+#     printed as given by the userspace table (a path here) and as maj:min by the kernel's.
+# ===========================================================================================
+c5_compare() { # <kernel log part> <userspace log type> [integrated_flush]
+    local klog=$1 utype=$2 flush=${3:-} kst ktab ust utab kf uf uargs
+    set -- $klog
+    local ktype=$1 kargs=("${@:3}")
+    # the userspace args: the kernel's args, with the log device as a path
+    uargs="$utype ${kargs[*]}"
+    [[ $ktype == disk ]] && uargs="$utype /dev/ram5 ${kargs[*]:1}"
+    [ -n "$flush" ] && uargs="integrated_flush $uargs"
+    set -- $uargs
+    local ulog="userspace $(($# + 1)) KT5-$utype $uargs"
+    local legs="2 /dev/ram6 0 /dev/ram7 0"
+    zero_dev /dev/ram5 || return 1
+    create kt-m5 "0 $SECT mirror $klog $legs" || return 1
+    wait_sync kt-m5 120 || return 1
+    kst=$(dmsetup status kt-m5) && ktab=$(dmsetup table kt-m5) || { why "status/table of the kernel log failed"; return 1; }
+    remove kt-m5 || return 1
+    zero_dev /dev/ram5 || return 1
+    create kt-m5 "0 $SECT mirror $ulog $legs" || return 1
+    wait_sync kt-m5 120 || return 1
+    ust=$(dmsetup status kt-m5) && utab=$(dmsetup table kt-m5) || { why "status/table of the userspace log failed"; return 1; }
+    remove kt-m5 || return 1
+    echo "kernel    status: $kst"
+    echo "userspace status: $ust"
+    echo "kernel    table:  $ktab"
+    echo "userspace table:  $utab"
+    note "$CUR: kernel    status '$kst' table '$ktab'"
+    note "$CUR: userspace status '$ust' table '$utab'"
+
+    # status, field for field
+    read -r -a kf <<<"$kst"
+    read -r -a uf <<<"$ust"
+    local exp_type=$ktype
+    [[ $utype == clustered-* ]] && exp_type="clustered-$ktype"
+    [ "${#kf[@]}" = "${#uf[@]}" ] || { why "status has ${#uf[@]} fields, the kernel's ${#kf[@]}: '$ust' vs '$kst'"; return 1; }
+    local i
+    for ((i = 0; i < ${#kf[@]}; i++)); do
+        if [ "$i" = 10 ]; then # the log type name
+            [ "${uf[$i]}" = "$exp_type" ] || { why "status field $((i + 1)) (log type) '${uf[$i]}', expected '$exp_type'"; return 1; }
+        else
+            [ "${uf[$i]}" = "${kf[$i]}" ] || { why "status field $((i + 1)) '${uf[$i]}' differs from the kernel's '${kf[$i]}': '$ust' vs '$kst'"; return 1; }
+        fi
+    done
+    [[ $ktype == disk ]] && [ "${uf[11]}" != "$(devnum /dev/ram5)" ] && { why "status names the log device ${uf[11]}, expected $(devnum /dev/ram5)"; return 1; }
+
+    # table: <start> <len> mirror <log part> <legs part>
+    read -r -a kf <<<"$ktab"
+    read -r -a uf <<<"$utab"
+    [ "${kf[*]:0:3}" = "${uf[*]:0:3}" ] || { why "table prefix '${uf[*]:0:3}' vs kernel '${kf[*]:0:3}'"; return 1; }
+    local kn=${kf[4]} un=${uf[4]}
+    [ "${kf[3]}" = "$ktype" ] && [ "${uf[3]}" = userspace ] || { why "table log types: '${uf[3]}' / '${kf[3]}'"; return 1; }
+    local klegs="${kf[*]:$((5 + kn))}" ulegs="${uf[*]:$((5 + un))}"
+    [ "$klegs" = "$ulegs" ] || { why "table legs part '$ulegs' vs kernel '$klegs'"; return 1; }
+    local ugot="${uf[*]:5:$un}" uwant="KT5-$utype $uargs"
+    [ "$ugot" = "$uwant" ] || { why "userspace table args '$ugot', expected the args given '$uwant'"; return 1; }
+    local karg="${kf[*]:5:$kn}" want_k="${kargs[*]}"
+    [[ $ktype == disk ]] && want_k="$(devnum /dev/ram5) ${kargs[*]:1}"
+    [ "$karg" = "$want_k" ] || { why "kernel table args '$karg', expected '$want_k' (test assumption)"; return 1; }
+    check_daemon
+}
+case_5() {
+    local mm
+    CUR=5-core subcase 5-core c5_compare "core 1 1024" core
+    CUR=5-core-nosync subcase 5-core-nosync c5_compare "core 2 1024 nosync" core
+    CUR=5-core-sync subcase 5-core-sync c5_compare "core 2 1024 sync" core
+    CUR=5-core-integrated_flush subcase 5-core-integrated_flush c5_compare "core 1 1024" core integrated_flush
+    CUR=5-clustered-core subcase 5-clustered-core c5_compare "core 1 1024" clustered-core
+    CUR=5-disk subcase 5-disk c5_compare "disk 2 /dev/ram5 1024" disk
+    CUR=5-disk-nosync subcase 5-disk-nosync c5_compare "disk 3 /dev/ram5 1024 nosync" disk
+    CUR=5-clustered-disk subcase 5-clustered-disk c5_compare "disk 2 /dev/ram5 1024" clustered-disk
+}
+
+# ===========================================================================================
+# Case 6: 32 mirrors at once (a mix of core, disk, integrated_flush, clustered-core,
+# clustered-disk), created without nosync so they all resync while 32 writers (one per
+# mirror, in the background) write 4 MiB each. At the end: all N/N, every pair of legs
+# identical, every mirror holding its data.
+# ===========================================================================================
+case_6() { subcase 6-32-mirrors c6_run; }
+c6_run() {
+    local n=32 len=8192 rs=256 i pids=() names=() a b log args t0=$SECONDS nlog=0
+    pattern "$KT/pat" 16
+    for ((i = 0; i < n; i++)); do
+        a=/dev/ram$((8 + 2 * i))
+        b=/dev/ram$((9 + 2 * i))
+        log=/dev/ram$((72 + nlog))
+        case $((i % 6)) in 1 | 3 | 4) nlog=$((nlog + 1)) ;; esac
+        case $((i % 6)) in
+        0) args="core $rs" ;;
+        1) zero_dev $log || return 1; args="disk $log $rs" ;;
+        2) args="integrated_flush clustered-core $rs" ;;
+        3) zero_dev $log || return 1; args="clustered-disk $log $rs" ;;
+        4) zero_dev $log || return 1; args="integrated_flush disk $log $rs" ;;
+        5) args="clustered-core $rs" ;;
+        esac
+        set -- $args
+        create kt-b$i "0 $len mirror userspace $(($# + 1)) KT6-$i $args 2 $a 0 $b 0" || return 1
+        names+=(kt-b$i)
+    done
+    echo "created $n mirrors in $((SECONDS - t0)) s"
+    for ((i = 0; i < n; i++)); do
+        put "$KT/pat" /dev/mapper/kt-b$i 0 $((4 * MIB)) $(((i % 4) * 4 * MIB)) &
+        pids+=($!)
+    done
+    wait_pids 400 "${pids[@]}" || return 1
+    echo "writers done at $((SECONDS - t0)) s"
+    for name in "${names[@]}"; do
+        wait_sync "$name" 300 || return 1
+    done
+    echo "all in sync at $((SECONDS - t0)) s"
+    for ((i = 0; i < n; i++)); do
+        a=/dev/ram$((8 + 2 * i))
+        b=/dev/ram$((9 + 2 * i))
+        same_dev $a $b $((4 * MIB)) || { why "mirror kt-b$i: legs $a and $b differ"; return 1; }
+        [ "$(get /dev/mapper/kt-b$i 0 $((4 * MIB)) | md5)" = "$(file_md5 "$KT/pat" $(((i % 4) * 4 * MIB)) $((4 * MIB)))" ] ||
+            { why "mirror kt-b$i does not hold the data written"; return 1; }
+    done
+    for name in "${names[@]}"; do
+        remove "$name" || return 1
+    done
+    echo "done at $((SECONDS - t0)) s"
+    check_daemon
+}
+
+# ===========================================================================================
+# Case 7: SIGTERM with a live disk log: the daemon commits and exits 0; a new daemon then
+# serves the live mirror again (the kernel reconnects) from the committed log.
+# ===========================================================================================
+case_7() { subcase 7-sigterm c7_run; }
+c7_run() {
+    local rc st
+    zero_dev /dev/ram2 || return 1
+    create kt-m7 "0 $SECT mirror userspace 4 KT7 disk /dev/ram2 1024 2 /dev/ram0 0 /dev/ram1 0" || return 1
+    wait_sync kt-m7 120 || return 1
+    pattern "$KT/pat" 16
+    must put "$KT/pat" /dev/mapper/kt-m7 0 $((4 * MIB)) || return 1
+    rc=$(daemon_term) || return 1
+    echo "exit status after SIGTERM: $rc"
+    [ "$rc" = 0 ] || { why "dm-ulogd exited $rc on SIGTERM: $(tail -n 3 "$ULOG" | tr '\n' ' ')"; return 1; }
+    [ -z "$(log_dirty /dev/ram2 32)" ] || { why "dirty regions on disk after the SIGTERM commit: $(log_dirty /dev/ram2 32)"; return 1; }
+    kmark
+    daemon_start || return 1
+    st=$(status_words kt-m7)
+    echo "status after the restart: $st"
+    ksince | grep -q Reconnected || { why "no reconnect after the restart"; return 1; }
+    wait_sync kt-m7 60 || return 1
+    [ "$(get /dev/mapper/kt-m7 0 $((4 * MIB)) | md5)" = "$(file_md5 "$KT/pat" 0 $((4 * MIB)))" ] ||
+        { why "data lost across the SIGTERM/restart"; return 1; }
+    remove kt-m7 || return 1
+    check_daemon
+}
+
+case_bench() {
+    local t
+    t() { local s=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "BENCH $(awk -v a=$s -v b=$(date +%s.%N) 'BEGIN{printf "%.2f", b-a}') s: $*"; }
+    t pattern $KT/pat 16
+    t md5sum $KT/pat
+    t put $KT/pat /dev/ram0 0 $((16 * MIB))
+    t get /dev/ram0 0 $((16 * MIB))
+    t cmp $KT/pat $KT/pat
+    t same_dev /dev/ram0 /dev/ram0 $((16 * MIB))
+    t bash -c "dd if=/dev/ram0 bs=64K iflag=direct status=none | md5sum"
+    t bash -c "dd if=/dev/ram0 bs=1M iflag=direct status=none | md5sum"
+    t bash -c "dd if=/dev/ram0 bs=1M iflag=direct status=none | cksum"
+    t bash -c "dd if=/dev/ram0 bs=1M iflag=direct status=none | b2sum"
+    t bash -c "dd if=/dev/ram0 bs=1M iflag=direct status=none | sha1sum"
+    t bash -c "dd if=/dev/ram0 bs=1M iflag=direct status=none | cat > /dev/null"
+    t bash -c "dd if=/dev/ram0 bs=1M iflag=direct status=none of=/tmp/kt/x"
+    t cmp /tmp/kt/x $KT/pat
+    t dmsetup create kt-m1 --table "0 $SECT mirror userspace 3 KTB core 1024 2 /dev/ram0 0 /dev/ram1 0"
+    t wait_sync kt-m1 100
+    t dmsetup status kt-m1
+    t put $KT/pat /dev/mapper/kt-m1 0 $((16 * MIB))
+    t dd if=$KT/pat of=/dev/mapper/kt-m1 bs=1M oflag=direct
+    t dmsetup suspend kt-m1
+    t dmsetup resume kt-m1
+    t dmsetup remove kt-m1
+    t dmsetup create kt-m1 --table "0 $SECT mirror core 1 1024 2 /dev/ram0 0 /dev/ram1 0"
+    t wait_sync kt-m1 100
+    t put $KT/pat /dev/mapper/kt-m1 0 $((16 * MIB))
+    t dmsetup remove kt-m1
+}
+
+# --- drivers -------------------------------------------------------------------------------
+
+cleanup() { # after each case: a live daemon, nothing suspended, no test devices left
+    daemon_alive || { echo "cleanup: restarting the daemon"; daemon_start; }
+    local name attr
+    while read -r name attr; do
+        [[ $attr == *s* ]] && timeout 30 dmsetup resume "$name"
+    done < <(dmsetup info -c --noheadings -o name,attr --separator ' ' 2>/dev/null | grep '^kt-')
+    for name in $(dmsetup ls 2>/dev/null | awk '/^kt-[mb]/ { print $1 }') $(dmsetup ls 2>/dev/null | awk '/^kt-l/ { print $1 }'); do
+        timeout 60 dmsetup remove --force "$name" || echo "cleanup: could not remove $name"
+    done
+}
+
+setup_env() { # <bin> <share>
+    BIN=$1
+    SHARE=$2
+    RESULTS=$SHARE/results.txt
+    CASELOG=$SHARE/cases.log
+    ULOG=$SHARE/ulogd.log
+    mkdir -p "$KT"
+}
+
+case $MODE in
+case)
+    setup_env "$3" "$4"
+    "case_$2"
+    ;;
+cleanup)
+    setup_env "$2" "$3"
+    cleanup >>"$CASELOG" 2>&1
+    ;;
+main)
+    setup_env "$2" "$3"
+    SENTINEL=$4
+    shift 4
+    : >"$RESULTS"
+    t0=$SECONDS
+    note "guest: kernel $(uname -r), $(nproc) vCPU, $(awk '/MemTotal/ { print $2 / 1024 " MiB" }' /proc/meminfo)"
+    note "guest: dm-ulogd $("$BIN" --version 2>&1), dmsetup $(dmsetup version 2>&1 | tr '\n' ' ')"
+    if ! daemon_start >>"$CASELOG" 2>&1; then
+        emit "FAIL daemon: $(cat "$KT/why")"
+    else
+        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180)
+        for c in "$@"; do
+            cs=$SECONDS
+            timeout -k 5 "${LIMIT[$c]:-600}" bash "$0" case "$c" "$BIN" "$SHARE"
+            rc=$?
+            [ "$rc" -eq 0 ] || emit "FAIL case-$c: exited $rc$([ $rc -ge 124 ] && echo " (timed out after ${LIMIT[$c]:-600} s)")"
+            note "case $c took $((SECONDS - cs)) s"
+            timeout -k 5 300 bash "$0" cleanup "$BIN" "$SHARE" || emit "FAIL cleanup after case $c: rc $?"
+        done
+        # The kernel must not have complained about anything worse than the expected.
+        if dmesg | grep -E 'BUG:|WARNING:|Oops|Call Trace|general protection' >/dev/null; then
+            emit "FAIL kernel-log: $(dmesg | grep -E -m1 'BUG:|WARNING:|Oops|Call Trace|general protection')"
+        fi
+        if grep -q 'panicked' "$ULOG"; then
+            emit "FAIL daemon-log: $(grep -m1 'panicked' "$ULOG")"
+        fi
+        daemon_alive && kill -TERM "$(daemon_pid)"
+    fi
+    dmesg >"$SHARE/dmesg.txt" 2>&1
+    note "guest: all cases took $((SECONDS - t0)) s"
+    emit "$SENTINEL"
+    sync
+    ;;
+esac

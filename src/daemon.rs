@@ -6,6 +6,7 @@ use dm_ulog_actors::{Engine, EngineConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Settings, TransportSpec};
+use crate::notify::notify;
 
 pub fn run(settings: Settings) -> Result<(), String> {
     actix::System::new().block_on(serve(settings))
@@ -35,6 +36,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     };
     let mut engine = Engine::start(config, transport);
     tracing::info!(transport = %settings.transport, workers = settings.workers, "serving");
+    notify("READY=1");
 
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -44,6 +46,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         _ = engine.closed() => true,
     };
     tracing::info!(logs = engine.log_count(), "stopping: committing every disk log");
+    notify("STOPPING=1");
     engine.drain().await;
     if closed {
         return Err("the transport closed".into());

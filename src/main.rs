@@ -5,6 +5,8 @@
 
 mod config;
 mod daemon;
+mod inspect;
+mod notify;
 mod simulate;
 mod telemetry;
 
@@ -49,20 +51,28 @@ enum Command {
     Run,
     /// Drive an in-process engine with the kernel simulator and print a live summary
     Simulate(simulate::SimulateArgs),
+    /// Read a disk log (a log device or an image file) offline, in the kernel's format
+    Inspect {
+        /// The log device or file
+        path: PathBuf,
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let Cli { config, transport, log_level, workers, single_node_clustered, command } =
+        Cli::parse();
+    let command = command.unwrap_or(Command::Run);
+    // Reading a log offline needs neither configuration nor logging.
+    if let Command::Inspect { path, json } = &command {
+        return exit(inspect::run(path, *json));
+    }
     // The simulator prints its own summary; the engine's lifecycle lines would drown it.
-    let simulating = matches!(cli.command, Some(Command::Simulate(_)));
-    let log_level = cli.log_level.or_else(|| simulating.then(|| "warn".to_owned()));
-    let overrides = Overrides {
-        config: cli.config,
-        transport: cli.transport,
-        log_level,
-        workers: cli.workers,
-        single_node_clustered: cli.single_node_clustered,
-    };
+    let log_level =
+        log_level.or_else(|| matches!(command, Command::Simulate(_)).then(|| "warn".to_owned()));
+    let overrides = Overrides { config, transport, log_level, workers, single_node_clustered };
     let settings = match Settings::load(&overrides) {
         Ok(settings) => settings,
         Err(error) => {
@@ -74,10 +84,14 @@ fn main() -> ExitCode {
         eprintln!("dm-ulogd: configuration: {error}");
         return ExitCode::from(2);
     }
-    let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => daemon::run(settings),
+    exit(match command {
         Command::Simulate(args) => simulate::run(settings, args),
-    };
+        // Inspect returned above, before any configuration was read.
+        Command::Run | Command::Inspect { .. } => daemon::run(settings),
+    })
+}
+
+fn exit(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -20,8 +20,11 @@ fn main() {
         echo(Path::new(&path)).expect("echo responder");
         return;
     }
+    // `cargo test` runs this without --bench: a short smoke run that checks the machinery.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let default_seconds = if measuring { 2.0 } else { 0.02 };
     let seconds: f64 =
-        std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+        std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_seconds);
     let duration = Duration::from_secs_f64(seconds);
     let dir = tempfile::tempdir().unwrap();
 
@@ -37,7 +40,9 @@ fn main() {
             .arg(empty_config(dir.path()))
             .args(std::env::var("BENCH_DAEMON_ARGS").unwrap_or_default().split_whitespace())
             .arg("--transport")
-            .arg(format!("unix:{}", daemon_path.display())),
+            .arg(format!("unix:{}", daemon_path.display()))
+            .arg("--control-socket")
+            .arg(dir.path().join("control.sock")),
         &daemon_path,
     );
 

@@ -21,8 +21,11 @@ fn main() {
         echo(Path::new(&path)).expect("echo responder");
         return;
     }
+    // `cargo test` runs this without --bench: a short smoke run that checks the machinery.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let default_logs = if measuring { 10_000 } else { 20 };
     let logs: usize =
-        std::env::var("BENCH_LOGS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+        std::env::var("BENCH_LOGS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_logs);
     let dir = tempfile::tempdir().unwrap();
     let echo_path = dir.path().join("echo.sock");
     let echo_server = Server::start(
@@ -37,7 +40,9 @@ fn main() {
             .args(["--log-level", "warn", "--config"])
             .arg(&config)
             .arg("--transport")
-            .arg(format!("unix:{}", daemon_path.display())),
+            .arg(format!("unix:{}", daemon_path.display()))
+            .arg("--control-socket")
+            .arg(dir.path().join("control.sock")),
         &daemon_path,
     );
     let mut echo_client = LoadClient::new(&dir.path().join("c1.sock"), &echo_path).unwrap();

@@ -12,6 +12,9 @@ use serde::Deserialize;
 /// Where the configuration file is looked for when `--config` does not name one.
 pub const DEFAULT_CONFIG: &str = "/etc/dm-ulogd/dm-ulogd.toml";
 
+/// Where the control socket is when configuration does not say.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/dm-ulogd/control";
+
 /// Every configuration key; README.md documents each.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +27,8 @@ pub struct Settings {
     pub workers: usize,
     /// Serve clustered-core / clustered-disk tables as single-host logs (no cluster).
     pub single_node_clustered: bool,
+    /// The root-only socket that `dm-ulogd status` asks.
+    pub control_socket: PathBuf,
 }
 
 /// Command-line values that override every other layer.
@@ -34,6 +39,7 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub workers: Option<usize>,
     pub single_node_clustered: bool,
+    pub control_socket: Option<PathBuf>,
 }
 
 impl Settings {
@@ -47,6 +53,7 @@ impl Settings {
             .set_default("log_level", "info")?
             .set_default("workers", EngineConfig::default().workers as u64)?
             .set_default("single_node_clustered", false)?
+            .set_default("control_socket", DEFAULT_CONTROL_SOCKET)?
             .add_source(File::from(path).format(FileFormat::Toml).required(required))
             .add_source(Environment::with_prefix("DM_ULOGD").try_parsing(true))
             .set_override_option("transport", overrides.transport.as_ref().map(|t| t.to_string()))?
@@ -55,6 +62,10 @@ impl Settings {
             .set_override_option(
                 "single_node_clustered",
                 overrides.single_node_clustered.then_some(true),
+            )?
+            .set_override_option(
+                "control_socket",
+                overrides.control_socket.as_ref().map(|p| p.display().to_string()),
             )?
             .build()?
             .try_deserialize()

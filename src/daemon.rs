@@ -6,6 +6,7 @@ use dm_ulog_actors::{Engine, EngineConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Settings, TransportSpec};
+use crate::control;
 use crate::notify::notify;
 
 pub fn run(settings: Settings) -> Result<(), String> {
@@ -35,6 +36,14 @@ async fn serve(settings: Settings) -> Result<(), String> {
         single_node_clustered: settings.single_node_clustered,
     };
     let mut engine = Engine::start(config, transport);
+    // Status is for operators: without its socket the daemon still serves the kernel.
+    match control::bind(&settings.control_socket) {
+        Ok(listener) => drop(actix::spawn(control::serve(listener, engine.observer()))),
+        Err(error) => tracing::warn!(
+            path = %settings.control_socket.display(), %error,
+            "control socket unavailable: `dm-ulogd status` will not reach this daemon"
+        ),
+    }
     tracing::info!(transport = %settings.transport, workers = settings.workers, "serving");
     notify("READY=1");
 

@@ -4,10 +4,12 @@
 //! logging, and runs the engine from the `dm-ulog-actors` crate (or its simulator).
 
 mod config;
+mod control;
 mod daemon;
 mod inspect;
 mod notify;
 mod simulate;
+mod status;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -41,6 +43,10 @@ struct Cli {
     /// [config: single_node_clustered; default: off]
     #[arg(long, global = true)]
     single_node_clustered: bool,
+    /// The root-only socket that `status` asks the running daemon through
+    /// [config: control_socket; default: /run/dm-ulogd/control]
+    #[arg(long, global = true, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -51,6 +57,15 @@ enum Command {
     Run,
     /// Drive an in-process engine with the kernel simulator and print a live summary
     Simulate(simulate::SimulateArgs),
+    /// Show every log of the running daemon: sync progress, dirty regions, FLUSH latency
+    Status {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+        /// Refresh every 2 seconds
+        #[arg(long)]
+        watch: bool,
+    },
     /// Read a disk log (a log device or an image file) offline, in the kernel's format
     Inspect {
         /// The log device or file
@@ -62,8 +77,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let Cli { config, transport, log_level, workers, single_node_clustered, command } =
-        Cli::parse();
+    let Cli {
+        config,
+        transport,
+        log_level,
+        workers,
+        single_node_clustered,
+        control_socket,
+        command,
+    } = Cli::parse();
     let command = command.unwrap_or(Command::Run);
     // Reading a log offline needs neither configuration nor logging.
     if let Command::Inspect { path, json } = &command {
@@ -72,7 +94,8 @@ fn main() -> ExitCode {
     // The simulator prints its own summary; the engine's lifecycle lines would drown it.
     let log_level =
         log_level.or_else(|| matches!(command, Command::Simulate(_)).then(|| "warn".to_owned()));
-    let overrides = Overrides { config, transport, log_level, workers, single_node_clustered };
+    let overrides =
+        Overrides { config, transport, log_level, workers, single_node_clustered, control_socket };
     let settings = match Settings::load(&overrides) {
         Ok(settings) => settings,
         Err(error) => {
@@ -86,6 +109,7 @@ fn main() -> ExitCode {
     }
     exit(match command {
         Command::Simulate(args) => simulate::run(settings, args),
+        Command::Status { json, watch } => status::run(&settings.control_socket, json, watch),
         // Inspect returned above, before any configuration was read.
         Command::Run | Command::Inspect { .. } => daemon::run(settings),
     })

@@ -89,6 +89,7 @@ async fn settings_layer_file_then_environment_then_flags() {
     let spawn = |flag: Option<&str>, env: Option<&str>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"));
         command.arg("--config").arg(&config).stderr(Stdio::null());
+        command.arg("--control-socket").arg(socket("control.sock"));
         if let Some(flag) = flag {
             command.args(["--transport", flag]);
         }

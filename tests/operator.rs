@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -114,4 +115,54 @@ fn the_shipped_configuration_file_is_the_defaults() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unix socket /nonexistent-dir/x.sock"));
+}
+
+#[tokio::test]
+async fn status_reports_every_log_of_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let link = daemon.link("kernel", Duration::from_secs(10));
+    let mut core = sim_log(&link, "status-core", "core 8", 1000, false);
+    core.create().await.unwrap();
+    for _ in 0..10 {
+        core.recover().await.unwrap();
+    }
+    core.write(&[500, 501]).await.unwrap();
+    let path = log_file(dir.path(), "log", 1000);
+    let mut disk =
+        sim_log(&link, "status-disk", &format!("disk {} 8 nosync", path.display()), 1000, false);
+    disk.create().await.unwrap();
+    disk.write(&[7]).await.unwrap();
+    let status = |json: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"));
+        command.arg("status").arg("--control-socket").arg(dir.path().join("control.sock"));
+        if json {
+            command.arg("--json");
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let logs: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    let logs = logs.as_array().unwrap();
+    assert_eq!(logs.len(), 2);
+    let core = &logs[0];
+    assert_eq!(
+        (core["uuid"].as_str(), core["log_type"].as_str()),
+        (Some("status-core"), Some("core"))
+    );
+    assert_eq!((core["regions"].as_u64(), core["in_sync"].as_u64()), (Some(1000), Some(10)));
+    assert_eq!((core["dirty"].as_u64(), core["recovering"].as_u64()), (Some(2), Some(0)));
+    let disk = &logs[1];
+    assert_eq!(disk["health"].as_str(), Some("A"));
+    assert_eq!((disk["in_sync"].as_u64(), disk["dirty"].as_u64()), (Some(1000), Some(1)));
+    assert!(disk["flush_p99_us"].as_f64().unwrap() > 0.0);
+    let table = status(false);
+    assert!(
+        table.contains("status-core") && table.contains("1.00%") && table.contains("100.00%"),
+        "{table}"
+    );
+    // Only root reaches the control socket.
+    let mode = std::fs::metadata(dir.path().join("control.sock")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::log_actor::Describe;
 use crate::registry::Registry;
 use crate::socket_actor::{Drain, SocketActor};
+use crate::status::LogStatus;
 use crate::transport::Transport;
 
 /// How the engine runs. The default serves every log on one thread: on small machines a
@@ -49,6 +51,11 @@ impl Engine {
         Engine { socket, stopped, registry, workers }
     }
 
+    /// A handle that reports on the logs, for a status endpoint; it outlives nothing.
+    pub fn observer(&self) -> Observer {
+        Observer { registry: self.registry.clone() }
+    }
+
     /// How many logs are being served.
     pub fn log_count(&self) -> usize {
         self.registry.len()
@@ -72,5 +79,26 @@ impl Engine {
         for worker in &self.workers {
             worker.stop();
         }
+    }
+}
+
+/// Reports on the logs of a running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Observer {
+    registry: Arc<Registry>,
+}
+
+impl Observer {
+    /// A snapshot of every log, ordered by uuid then luid.
+    pub async fn status(&self) -> Vec<LogStatus> {
+        let mut logs = Vec::new();
+        for addr in self.registry.all() {
+            // A log that stops meanwhile is simply not reported.
+            if let Ok(status) = addr.send(Describe).await {
+                logs.push(status);
+            }
+        }
+        logs.sort_by(|a, b| (&a.uuid, a.luid).cmp(&(&b.uuid, b.luid)));
+        logs
     }
 }

@@ -24,8 +24,10 @@ mod flusher;
 mod log_actor;
 mod registry;
 mod socket_actor;
+mod status;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, Observer};
+pub use status::LogStatus;
 
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -6,7 +6,9 @@
 //! it is durable, and all the FLUSHes that arrive while a write is in flight are answered
 //! together by the next write.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use roaring::RoaringBitmap;
@@ -15,6 +17,7 @@ use tokio::sync::oneshot;
 use crate::flusher::{Flusher, ReadImage, WriteCommit};
 use crate::region::{LogArgs, LogKind, RegionLog};
 use crate::registry::Registry;
+use crate::status::LogStatus;
 use crate::store::format::{self, image_size};
 use crate::store::{DeviceError, Layout, LogDevice};
 use crate::transport::{Peer, ReplySink};
@@ -63,17 +66,39 @@ enum Health {
     FlushFailed,
 }
 
+impl Health {
+    fn letter(self) -> char {
+        match self {
+            Health::Alive => 'A',
+            Health::Failed => 'D',
+            Health::FlushFailed => 'F',
+        }
+    }
+}
+
 /// A disk log's device side.
 struct DiskLog {
     flusher: Addr<Flusher>,
     layout: Layout,
     status_name: String,
     health: Health,
-    /// The commit being written: who waits for it, and what it covers.
-    in_flight: Option<(Vec<Waiter>, RoaringBitmap)>,
+    /// The commit being written.
+    in_flight: Option<InFlight>,
     /// Who waits for the next commit.
     queued: Vec<Waiter>,
+    /// How long the last commits took, newest last, for the status report.
+    commit_times: VecDeque<Duration>,
 }
+
+/// A commit on its way to the device: who waits for it, and what it covers.
+struct InFlight {
+    waiters: Vec<Waiter>,
+    touched: RoaringBitmap,
+    started: Instant,
+}
+
+/// How many commit times the status report's percentiles are taken over.
+const COMMIT_TIMES_KEPT: usize = 512;
 
 pub struct LogActor {
     key: LogKey,
@@ -83,6 +108,8 @@ pub struct LogActor {
     disk: Option<DiskLog>,
     /// DTR or shutdown: stop once nothing is left to commit.
     closing: bool,
+    /// The last refusal or failure, for the status report.
+    last_error: Option<String>,
     sink: ReplySink,
     registry: Arc<Registry>,
 }
@@ -96,20 +123,32 @@ impl LogActor {
         registry: Arc<Registry>,
     ) -> LogActor {
         let region = RegionLog::new(&args);
-        LogActor { key, generation, args, region, disk: None, closing: false, sink, registry }
+        LogActor {
+            key,
+            generation,
+            args,
+            region,
+            disk: None,
+            closing: false,
+            last_error: None,
+            sink,
+            registry,
+        }
     }
 
-    fn respond(&self, to: &ReplyTo, reply: Reply) {
+    fn respond(&mut self, to: &ReplyTo, reply: Reply) {
         if let Err(errno) = &reply {
             tracing::warn!(
                 uuid = %self.key.uuid, luid = self.key.luid, request = ?to.header.kind(), %errno,
                 "request refused"
             );
+            let request = to.header.kind().map_or("request", |k| k.name());
+            self.last_error = Some(format!("{request}: {errno}"));
         }
         self.sink.reply(&to.peer, &to.header, to.capacity, &reply);
     }
 
-    fn release(&self, waiter: Waiter, reply: Reply) {
+    fn release(&mut self, waiter: Waiter, reply: Reply) {
         match waiter {
             Waiter::Kernel(to) => self.respond(&to, reply),
             Waiter::Shutdown(done) => drop(done.send(())),
@@ -146,6 +185,7 @@ impl LogActor {
                         health: Health::Alive,
                         in_flight: None,
                         queued: Vec::new(),
+                        commit_times: VecDeque::new(),
                     });
                     tracing::info!(uuid = %act.key.uuid, luid = act.key.luid, args = %act.args, "log created");
                     // The kernel holds the named device as a dependency of the table.
@@ -219,16 +259,19 @@ impl LogActor {
         let write = disk
             .flusher
             .send(WriteCommit(disk.layout.render_touched(&touched, self.region.dirty())));
-        disk.in_flight = Some((waiters, touched));
+        disk.in_flight = Some(InFlight { waiters, touched, started: Instant::now() });
         ctx.spawn(write.into_actor(self).map(|written, act, ctx| {
             act.commit_done(written.map_err(mailbox_error).and_then(|r| r), ctx);
         }));
     }
 
     fn commit_done(&mut self, result: Result<(), DeviceError>, ctx: &mut Context<Self>) {
-        let Some((waiters, touched)) = self.disk.as_mut().and_then(|d| d.in_flight.take()) else {
-            return;
-        };
+        let Some(disk) = self.disk.as_mut() else { return };
+        let Some(InFlight { waiters, touched, started }) = disk.in_flight.take() else { return };
+        if disk.commit_times.len() == COMMIT_TIMES_KEPT {
+            disk.commit_times.pop_front();
+        }
+        disk.commit_times.push_back(started.elapsed());
         if result.is_err() {
             self.region.restore_touched(touched);
         }
@@ -252,6 +295,7 @@ impl LogActor {
             };
         }
         tracing::error!(uuid = %self.key.uuid, luid = self.key.luid, %error, "log device failed");
+        self.last_error = Some(error.to_string());
         // Whatever the cause, the kernel's disk log reports a failed log write as EIO.
         Err(Errno::EIO)
     }
@@ -267,11 +311,7 @@ impl LogActor {
         match &self.disk {
             None => format!("1 {}", self.args.type_name()),
             Some(disk) => {
-                let health = match disk.health {
-                    Health::Alive => 'A',
-                    Health::Failed => 'D',
-                    Health::FlushFailed => 'F',
-                };
+                let health = disk.health.letter();
                 format!("3 {} {} {health}", self.args.type_name(), disk.status_name)
             }
         }
@@ -292,6 +332,40 @@ impl LogActor {
         }
         line.push(' ');
         line
+    }
+}
+
+impl LogActor {
+    fn describe(&self) -> LogStatus {
+        let (device, health, commit_times) = match &self.disk {
+            Some(disk) => (
+                Some(disk.status_name.clone()),
+                Some(disk.health.letter()),
+                Some(&disk.commit_times),
+            ),
+            None => (None, None, None),
+        };
+        let percentile = |q: f64| {
+            let mut times: Vec<Duration> = commit_times?.iter().copied().collect();
+            times.sort_unstable();
+            let last = times.len().checked_sub(1)?;
+            Some(times[(last as f64 * q).round() as usize].as_secs_f64() * 1e6)
+        };
+        LogStatus {
+            uuid: self.key.uuid.to_string(),
+            luid: self.key.luid,
+            log_type: self.args.type_name().to_owned(),
+            region_size: self.region.region_size().sectors(),
+            regions: self.region.region_count().0,
+            in_sync: self.region.sync_count(),
+            dirty: self.region.dirty_count(),
+            recovering: self.region.recovering_count(),
+            device,
+            health,
+            flush_p50_us: percentile(0.5),
+            flush_p99_us: percentile(0.99),
+            last_error: self.last_error.clone(),
+        }
     }
 }
 
@@ -350,6 +424,19 @@ impl Handler<Shutdown> for LogActor {
     fn handle(&mut self, Shutdown(done): Shutdown, ctx: &mut Context<Self>) {
         self.closing = true;
         self.commit(Waiter::Shutdown(done), ctx);
+    }
+}
+
+/// Report this log's state.
+#[derive(Message)]
+#[rtype(result = "LogStatus")]
+pub struct Describe;
+
+impl Handler<Describe> for LogActor {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.describe())
     }
 }
 

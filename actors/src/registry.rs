@@ -54,7 +54,12 @@ impl Registry {
         self.logs.remove_if(key, |_, entry| entry.generation == generation);
     }
 
-    /// Every routed actor, for shutdown.
+    /// Every routed actor.
+    pub fn all(&self) -> Vec<Addr<LogActor>> {
+        self.logs.iter().map(|entry| entry.addr.clone()).collect()
+    }
+
+    /// Every routed actor, no longer routed: for shutdown.
     pub fn drain(&self) -> Vec<Addr<LogActor>> {
         let keys: Vec<LogKey> = self.logs.iter().map(|e| e.key().clone()).collect();
         keys.iter().filter_map(|key| self.remove(key)).collect()

@@ -47,6 +47,8 @@ impl Daemon {
             .arg("--transport")
             .arg(format!("unix:{}", self.socket.display()))
             .args(["--log-level", "debug"])
+            .arg("--control-socket")
+            .arg(self.dir.join("control.sock"))
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

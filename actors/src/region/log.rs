@@ -210,6 +210,11 @@ impl RegionLog {
         &self.dirty
     }
 
+    /// How many regions are being recovered right now.
+    pub fn recovering_count(&self) -> u64 {
+        self.recovering.len()
+    }
+
     /// How many regions are dirty right now.
     pub fn dirty_count(&self) -> u64 {
         self.dirty.len()

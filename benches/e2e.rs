@@ -50,6 +50,7 @@ fn main() {
     let mut daemon_client = LoadClient::new(&dir.path().join("c2.sock"), &daemon_path).unwrap();
     println!("| logs | in flight | echo req/s | dm-ulogd req/s | ratio | echo p50 / p99 / p99.9 µs | dm-ulogd p50 / p99 / p99.9 µs | p99 ratio |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut points = Vec::new();
     let mut worst_throughput = f64::MAX;
     let mut worst_p99 = 0f64;
     for logs in [1usize, 64, 1024] {
@@ -66,6 +67,7 @@ fn main() {
             let throughput = measured.per_second() / baseline.per_second();
             let p99 = measured.quantile_us(0.99) / baseline.quantile_us(0.99);
             worst_throughput = worst_throughput.min(throughput);
+            points.push(Point { logs, in_flight, echo: baseline.clone(), ours: measured.clone() });
             worst_p99 = worst_p99.max(p99);
             println!(
                 "| {logs} | {in_flight} | {:.0} | {:.0} | {throughput:.2} | {} | {} | {p99:.2} |",
@@ -78,7 +80,80 @@ fn main() {
     }
     println!();
     println!("worst throughput ratio {worst_throughput:.2} (target >= 0.8), worst p99 ratio {worst_p99:.2} (target <= 2)");
+    if measuring {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/e2e.png");
+        match plot(&points, &path) {
+            Ok(()) => println!("\n![dm-ulogd against the echo responder](e2e.png)"),
+            Err(error) => eprintln!("no plot: {error}"),
+        }
+    }
     drop((echo_server, daemon));
+}
+
+struct Point {
+    logs: usize,
+    in_flight: usize,
+    echo: Measurement,
+    ours: Measurement,
+}
+
+/// Requests per second and p99 latency at every point, echo beside dm-ulogd.
+fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+        .map_err(|e| format!("DejaVuSans.ttf (package fonts-dejavu-core): {e}"))?;
+    plotters::style::register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        Box::leak(font.into_boxed_slice()),
+    )
+    .map_err(|_| "the font does not load")?;
+    let root = BitMapBackend::new(path, (1200, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, 2));
+    let label =
+        |i: usize| points.get(i).map_or(String::new(), |p| format!("{}/{}", p.logs, p.in_flight));
+    type Metric = fn(&Measurement) -> f64;
+    let metrics: [(&str, Metric); 2] =
+        [("requests per second", |m| m.per_second()), ("p99 latency, µs", |m| m.quantile_us(0.99))];
+    for (panel, (title, metric)) in panels.iter().zip(metrics) {
+        let top =
+            points.iter().flat_map(|p| [metric(&p.echo), metric(&p.ours)]).fold(0.0, f64::max)
+                * 1.1;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0usize..points.len().saturating_sub(1), 0.0..top)?;
+        chart
+            .configure_mesh()
+            .x_labels(points.len())
+            .x_label_formatter(&|i| label(*i))
+            .x_desc("logs / requests in flight")
+            .draw()?;
+        for (name, color, pick) in [
+            ("echo responder", BLUE, (|p: &Point| &p.echo) as fn(&Point) -> &Measurement),
+            ("dm-ulogd", RED, |p: &Point| &p.ours),
+        ] {
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().enumerate().map(|(i, p)| (i, metric(pick(p)))),
+                    color.stroke_width(2),
+                ))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
 }
 
 fn quantiles(m: &Measurement) -> String {

@@ -9,10 +9,11 @@
 //!
 //! Run: `cargo bench --bench disk`. BENCH_DIR names the file system (default: target/).
 
+mod support;
+
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,19 +22,15 @@ use dm_ulog_actors::sim::load::LoadClient;
 use dm_ulog_actors::store::format::image_size;
 use dm_ulog_actors::units::{RegionCount, RegionIndex};
 use dm_ulog_actors::wire::{RegionBatch, Request, Uuid};
+use support::Server;
 
 const LOGS: usize = 64;
 
 fn main() {
-    // `cargo test` runs this without --bench: a short smoke run that checks the machinery.
-    let measuring = std::env::args().any(|a| a == "--bench");
-    let (commits, seconds) = if measuring { (2000, 3.0) } else { (20, 0.05) };
-    let base = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_TARGET_TMPDIR").into());
-    let dir = tempfile::tempdir_in(base).unwrap();
+    let (commits, seconds) = if support::measuring() { (2000, 3.0) } else { (20, 0.05) };
+    let dir = support::scratch_dir();
     let socket = dir.path().join("daemon.sock");
-    let mut daemon = Daemon::start(dir.path(), &socket);
+    let daemon = Server::daemon(dir.path(), &socket);
 
     // One log, one FLUSH at a time.
     let mut client = LoadClient::new(&dir.path().join("c.sock"), &socket).unwrap();
@@ -75,7 +72,6 @@ fn main() {
     let kernel = image_size(RegionCount(1_000_000), 512);
     // wchar counts write(2) too: tokio's 8-byte eventfd wake-up rides along with each commit.
     println!("| bytes written per one-region commit, 1,000,000 regions | {kernel} (kernel disk log, whole bitmap) | {per_commit:.0} (dm-ulogd, all writes of the process) | {:.4} | one 512-byte block |", per_commit / kernel as f64);
-    daemon.stop();
 }
 
 /// Alternates an integrated FLUSH that marks a region with a CLEAR and a FLUSH of it, so
@@ -170,38 +166,4 @@ fn quantile(values: &[f64], q: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(dir: &Path, socket: &Path) -> Daemon {
-        let config = dir.join("empty.toml");
-        std::fs::write(&config, "").unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"))
-            .args(["--log-level", "warn", "--config"])
-            .arg(&config)
-            .arg("--transport")
-            .arg(format!("unix:{}", socket.display()))
-            .arg("--control-socket")
-            .arg(dir.join("control.sock"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        while !socket.exists() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Daemon(child)
-    }
-
-    /// Bytes the daemon has passed to write(2)-family calls (sockets not included).
-    fn bytes_written(&self) -> u64 {
-        let io = std::fs::read_to_string(format!("/proc/{}/io", self.0.id())).unwrap();
-        io.lines().find_map(|l| l.strip_prefix("wchar: ")).unwrap().parse().unwrap()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -7,21 +7,17 @@
 //! collects it. Run: `cargo bench --bench e2e` (BENCH_SECONDS sets the time per
 //! point, 2 by default).
 
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use dm_ulog_actors::sim::load::{echo, LoadClient, Measurement};
-
-const ECHO_ROLE: &str = "BENCH_ECHO_SOCKET";
+use dm_ulog_actors::sim::load::{LoadClient, Measurement};
+use support::Server;
 
 fn main() {
-    if let Some(path) = std::env::var_os(ECHO_ROLE) {
-        echo(Path::new(&path)).expect("echo responder");
-        return;
-    }
-    // `cargo test` runs this without --bench: a short smoke run that checks the machinery.
-    let measuring = std::env::args().any(|a| a == "--bench");
+    support::serve_echo_if_asked();
+    let measuring = support::measuring();
     let default_seconds = if measuring { 2.0 } else { 0.02 };
     let seconds: f64 =
         std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_seconds);
@@ -29,22 +25,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     let echo_path = dir.path().join("echo.sock");
-    let echo_server = Server::start(
-        Command::new(std::env::current_exe().unwrap()).env(ECHO_ROLE, &echo_path),
-        &echo_path,
-    );
+    let echo_server = Server::echo(&echo_path);
     let daemon_path = dir.path().join("daemon.sock");
-    let daemon = Server::start(
-        Command::new(env!("CARGO_BIN_EXE_dm-ulogd"))
-            .args(["--log-level", "warn", "--config"])
-            .arg(empty_config(dir.path()))
-            .args(std::env::var("BENCH_DAEMON_ARGS").unwrap_or_default().split_whitespace())
-            .arg("--transport")
-            .arg(format!("unix:{}", daemon_path.display()))
-            .arg("--control-socket")
-            .arg(dir.path().join("control.sock")),
-        &daemon_path,
-    );
+    let daemon = Server::daemon(dir.path(), &daemon_path);
 
     let mut echo_client = LoadClient::new(&dir.path().join("c1.sock"), &echo_path).unwrap();
     let mut daemon_client = LoadClient::new(&dir.path().join("c2.sock"), &daemon_path).unwrap();
@@ -158,30 +141,4 @@ fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Error>>
 
 fn quantiles(m: &Measurement) -> String {
     format!("{:.1} / {:.1} / {:.1}", m.quantile_us(0.5), m.quantile_us(0.99), m.quantile_us(0.999))
-}
-
-fn empty_config(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("empty.toml");
-    std::fs::write(&path, "").unwrap();
-    path
-}
-
-/// A server process, killed when dropped.
-struct Server(Child);
-
-impl Server {
-    fn start(command: &mut Command, socket: &Path) -> Server {
-        let child = command.stdin(Stdio::null()).spawn().expect("server starts");
-        while !socket.exists() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Server(child)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

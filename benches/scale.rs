@@ -4,47 +4,28 @@
 //!
 //! Run: `cargo bench --bench scale` (BENCH_LOGS sets the number of logs, 10,000 by default).
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-use dm_ulog_actors::sim::load::{echo, LoadClient};
+use std::time::Instant;
+
+use dm_ulog_actors::sim::load::LoadClient;
 use dm_ulog_actors::sim::Rng;
 use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::{RegionBatch, Request};
+use support::Server;
 
-const ECHO_ROLE: &str = "BENCH_ECHO_SOCKET";
 const REGIONS: u64 = 1_000_000;
 
 fn main() {
-    if let Some(path) = std::env::var_os(ECHO_ROLE) {
-        echo(Path::new(&path)).expect("echo responder");
-        return;
-    }
-    // `cargo test` runs this without --bench: a short smoke run that checks the machinery.
-    let measuring = std::env::args().any(|a| a == "--bench");
-    let default_logs = if measuring { 10_000 } else { 20 };
+    support::serve_echo_if_asked();
+    let default_logs = if support::measuring() { 10_000 } else { 20 };
     let logs: usize =
         std::env::var("BENCH_LOGS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_logs);
     let dir = tempfile::tempdir().unwrap();
     let echo_path = dir.path().join("echo.sock");
-    let echo_server = Server::start(
-        Command::new(std::env::current_exe().unwrap()).env(ECHO_ROLE, &echo_path),
-        &echo_path,
-    );
+    let echo_server = Server::echo(&echo_path);
     let daemon_path = dir.path().join("daemon.sock");
-    let config = dir.path().join("empty.toml");
-    std::fs::write(&config, "").unwrap();
-    let daemon = Server::start(
-        Command::new(env!("CARGO_BIN_EXE_dm-ulogd"))
-            .args(["--log-level", "warn", "--config"])
-            .arg(&config)
-            .arg("--transport")
-            .arg(format!("unix:{}", daemon_path.display()))
-            .arg("--control-socket")
-            .arg(dir.path().join("control.sock")),
-        &daemon_path,
-    );
+    let daemon = Server::daemon(dir.path(), &daemon_path);
     let mut echo_client = LoadClient::new(&dir.path().join("c1.sock"), &echo_path).unwrap();
     let mut client = LoadClient::new(&dir.path().join("c2.sock"), &daemon_path).unwrap();
 
@@ -83,29 +64,4 @@ fn main() {
         marked.per_second()
     );
     drop((echo_server, daemon));
-}
-
-struct Server(Child);
-
-impl Server {
-    fn start(command: &mut Command, socket: &Path) -> Server {
-        let child = command.stdin(Stdio::null()).spawn().expect("server starts");
-        while !socket.exists() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Server(child)
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

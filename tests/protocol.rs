@@ -160,3 +160,35 @@ async fn clustered_types_are_refused_without_a_cluster() {
     assert_eq!(log.direct(&ctr).await, Err(Failed(-libc::EINVAL)));
     assert!(daemon.output().contains("clustered log types need a cluster"));
 }
+
+/// The kernel retries a request answered -ESRCH with no room left for a reply payload (its
+/// reply handler stores the -ESRCH reply's size, 0, as the buffer size). Seen on kernel 6.1:
+/// the retried IN_SYNC failed with "Insufficient space to receive package [8] (8 vs 0)", the
+/// kernel took the region as out of sync and wrote one leg only. The daemon answers the retry
+/// -ENOSPC itself and takes the region out of sync, so it gets resynced.
+#[tokio::test]
+async fn a_request_retried_after_esrch_is_answered_as_the_kernel_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let link = daemon.link("kernel", Duration::from_secs(10));
+    let mut log = sim_log(&link, "retried", "core 8 nosync", 125, false);
+    log.create().await.unwrap();
+    daemon.kill();
+    daemon.restart();
+    let in_sync = |r| Request::InSync(RegionIndex(r));
+    assert_eq!(log.direct(&in_sync(5)).await, Err(Failed(-libc::ESRCH)));
+    let reconnect = Request::Ctr { args: log.table.ctr_string(), reconnect: true };
+    assert_eq!(log.direct(&reconnect).await, EMPTY);
+    assert_eq!(log.direct(&Request::Resume).await, EMPTY);
+    // The retry: no payload can reach the kernel.
+    assert_eq!(log.direct(&in_sync(5)).await, Err(Failed(-libc::ENOSPC)));
+    // The kernel wrote region 5 to one leg only: it must be resynced.
+    assert_eq!(log.direct(&in_sync(5)).await, flag(false));
+    assert_eq!(log.direct(&in_sync(6)).await, flag(true));
+    assert_eq!(log.direct(&Request::GetSyncCount).await, Ok(ReplyPayload::Count(124)));
+    // Through the simulated kernel's own retry path, the same request fails the same way.
+    daemon.kill();
+    daemon.restart();
+    assert_eq!(log.request(&in_sync(9)).await, Err(Failed(-libc::ENOSPC)));
+    assert_eq!(log.request(&in_sync(9)).await, flag(false));
+}

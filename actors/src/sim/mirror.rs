@@ -86,15 +86,22 @@ impl SimLog {
     /// One request straight to the daemon, no reconnect (CTR, DTR, suspend, resume).
     pub async fn direct(&self, request: &Request) -> Result<ReplyPayload, Failed> {
         let answer = self.link.call(&self.uuid, self.luid, self.version, request).await;
-        decode(request, answer)
+        decode(request, answer, true)
     }
 
     /// `userspace_do_request`: on `-ESRCH` (no daemon, or one that does not know this log)
-    /// replay CTR with its NUL and RESUME, then retry.
+    /// replay CTR with its NUL and RESUME, then retry. As in the kernel, a request that got
+    /// `-ESRCH` as a reply is retried with no room left for a reply payload.
     pub async fn request(&mut self, request: &Request) -> Result<ReplyPayload, Failed> {
+        let mut room = true;
         loop {
-            match self.direct(request).await {
-                Err(Failed(e)) if e == -libc::ESRCH => self.reconnect().await,
+            let answer = self.link.call(&self.uuid, self.luid, self.version, request).await;
+            let replied = answer.is_ok();
+            match decode(request, answer, room) {
+                Err(Failed(e)) if e == -libc::ESRCH => {
+                    room &= !replied;
+                    self.reconnect().await;
+                }
                 other => return other,
             }
         }
@@ -153,12 +160,13 @@ impl SimLog {
         let name = self.name();
         let mut marks = RegionBatch::EMPTY;
         for &region in regions {
-            let in_sync = self.flag(&Request::InSync(RegionIndex(region))).await?;
+            // A failed IN_SYNC reads as "not in sync" (userspace_in_sync).
+            let in_sync = self.flag(&Request::InSync(RegionIndex(region))).await.unwrap_or(false);
             self.oracle.check_in_sync(&name, region, in_sync);
             if region >= self.in_sync_hint {
-                if let ReplyPayload::RemoteRecovering { in_sync_hint, .. } =
-                    self.request(&Request::IsRemoteRecovering(RegionIndex(region))).await?
-                {
+                // A failed IS_REMOTE_RECOVERING reads as "recovering": the hint stays.
+                let remote = self.request(&Request::IsRemoteRecovering(RegionIndex(region))).await;
+                if let Ok(ReplyPayload::RemoteRecovering { in_sync_hint, .. }) = remote {
                     self.in_sync_hint = in_sync_hint.0;
                 }
             }
@@ -215,7 +223,9 @@ impl SimLog {
     /// in flight there, in which case recovery of it fails for now. As `dm_rh_update_states`
     /// does, a recovered region is cleared, reported in sync, then flushed.
     pub async fn recover(&mut self) -> Result<Option<u64>, Failed> {
-        let ReplyPayload::ResyncWork(Some(region)) = self.request(&Request::GetResyncWork).await?
+        // A failed GET_RESYNC_WORK ends this recovery pass, as in dm_rh_recovery_prepare.
+        let Ok(ReplyPayload::ResyncWork(Some(region))) =
+            self.request(&Request::GetResyncWork).await
         else {
             return Ok(None);
         };
@@ -234,9 +244,11 @@ impl SimLog {
 
     /// `dmsetup status`: GET_SYNC_COUNT, then STATUS_INFO.
     pub async fn status(&mut self) -> Result<(u64, String), Failed> {
-        let count = match self.request(&Request::GetSyncCount).await? {
-            ReplyPayload::Count(n) => n,
-            _ => return Err(Failed(-libc::EPROTO)),
+        // A failed GET_SYNC_COUNT reads as 0.
+        let count = match self.request(&Request::GetSyncCount).await {
+            Ok(ReplyPayload::Count(n)) => n,
+            Ok(_) => return Err(Failed(-libc::EPROTO)),
+            Err(_) => 0,
         };
         if count > self.region_count {
             self.oracle.violations.push(format!(
@@ -245,9 +257,10 @@ impl SimLog {
                 self.region_count
             ));
         }
-        match self.request(&Request::StatusInfo).await? {
-            ReplyPayload::Status(line) => Ok((count, line)),
-            _ => Err(Failed(-libc::EPROTO)),
+        match self.request(&Request::StatusInfo).await {
+            Ok(ReplyPayload::Status(line)) => Ok((count, line)),
+            Ok(_) => Err(Failed(-libc::EPROTO)),
+            Err(_) => Ok((count, "userspace 1 COM_FAILURE".into())),
         }
     }
 
@@ -255,12 +268,13 @@ impl SimLog {
     /// IN_SYNC of every region a restart left for resync.
     pub async fn audit(&mut self) -> Result<(), Failed> {
         let name = self.name();
+        // Failures read as "not clean" and "not in sync", as the kernel reads them.
         for region in self.oracle.writes_in_flight() {
-            let clean = self.flag(&Request::IsClean(RegionIndex(region))).await?;
+            let clean = self.flag(&Request::IsClean(RegionIndex(region))).await.unwrap_or(false);
             self.oracle.check_clean(&name, region, clean);
         }
         for region in self.oracle.must_resync() {
-            let in_sync = self.flag(&Request::InSync(RegionIndex(region))).await?;
+            let in_sync = self.flag(&Request::InSync(RegionIndex(region))).await.unwrap_or(false);
             self.oracle.check_in_sync(&name, region, in_sync);
         }
         Ok(())
@@ -274,13 +288,21 @@ impl SimLog {
     }
 }
 
-fn decode(request: &Request, answer: Result<Answer, LinkError>) -> Result<ReplyPayload, Failed> {
+/// The answer as the kernel reads it; without `room` any payload is "Insufficient space".
+fn decode(
+    request: &Request,
+    answer: Result<Answer, LinkError>,
+    room: bool,
+) -> Result<ReplyPayload, Failed> {
     let answer = answer.map_err(|error| match error {
         LinkError::NoListener => Failed(-libc::ESRCH),
         LinkError::Closed => Failed(-libc::EPIPE),
     })?;
     if answer.error != 0 {
         return Err(Failed(answer.error));
+    }
+    if !room && !answer.data.is_empty() {
+        return Err(Failed(-libc::ENOSPC));
     }
     ReplyPayload::decode(request.kind(), &answer.data).ok_or(Failed(-libc::EPROTO))
 }

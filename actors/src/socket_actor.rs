@@ -169,6 +169,10 @@ impl Roomless {
 
     /// Whether `request` is the retry of one answered `-ESRCH` (and forgets it).
     fn take(&mut self, key: &LogKey, request: &Request) -> bool {
+        // The common case, on every request: nothing to remember.
+        if self.by_log.is_empty() {
+            return false;
+        }
         let Some(requests) = self.by_log.get_mut(key) else { return false };
         let Some(at) = requests.iter().position(|r| r == request) else { return false };
         requests.swap_remove(at);

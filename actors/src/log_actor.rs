@@ -31,9 +31,6 @@ pub struct LogRequest {
     pub header: RequestHeader,
     pub request: Request,
     pub peer: Peer,
-    /// The kernel left no room for this request's reply payload (see `Roomless` in the
-    /// socket actor): it will read any answer as a failure.
-    pub no_room: bool,
 }
 
 /// Commit what is pending, then stop; the sender is told when that is done.
@@ -390,12 +387,9 @@ impl Handler<LogRequest> for LogActor {
     type Result = ();
 
     fn handle(&mut self, msg: LogRequest, ctx: &mut Context<Self>) {
-        let LogRequest { header, request, peer, no_room } = msg;
+        let LogRequest { header, request, peer } = msg;
         let capacity = reply_capacity(&request, header.version);
         let to = ReplyTo { header, peer, capacity };
-        if no_room && capacity > 0 {
-            return self.answer_without_room(to, &request);
-        }
         let is_disk = self.disk.is_some();
         match &request {
             Request::Ctr { .. } => self.construct(to, ctx),
@@ -430,24 +424,6 @@ impl Handler<Shutdown> for LogActor {
     fn handle(&mut self, Shutdown(done): Shutdown, ctx: &mut Context<Self>) {
         self.closing = true;
         self.commit(Waiter::Shutdown(done), ctx);
-    }
-}
-
-impl LogActor {
-    /// A retried request whose reply cannot reach the kernel: answer `-ENOSPC` without its
-    /// side effects, and make the log agree with what the kernel concludes from a failure.
-    /// A failed IN_SYNC reads as "not in sync", after which the kernel writes the region to
-    /// its default leg only: the region is out of sync from here on, so it gets resynced.
-    fn answer_without_room(&mut self, to: ReplyTo, request: &Request) {
-        if let Request::InSync(region) = request {
-            if self.region.set_region_sync(*region, false).is_ok() {
-                tracing::warn!(
-                    uuid = %self.key.uuid, luid = self.key.luid, %region,
-                    "IN_SYNC retried after a reconnect has no room for its answer; region taken out of sync"
-                );
-            }
-        }
-        self.respond(&to, Err(Errno::ENOSPC));
     }
 }
 

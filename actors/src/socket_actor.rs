@@ -16,8 +16,12 @@ use crate::region::LogArgs;
 use crate::registry::Registry;
 use crate::transport::{Datagram, Incoming, Peer, ReplySink};
 use crate::wire::reply::reply_capacity;
-use crate::wire::{decode_frame, Errno, LogKey, Request, RequestHeader};
+use crate::wire::{decode_frame, Errno, Request, RequestHeader};
 use crate::EngineConfig;
+
+/// The room an `-ESRCH` keeps for a retried STATUS_INFO: more than any status line needs, and
+/// far less than the status buffer the kernel offers.
+const STATUS_ROOM: usize = 64;
 
 pub struct SocketActor {
     config: EngineConfig,
@@ -27,7 +31,6 @@ pub struct SocketActor {
     next_worker: usize,
     incoming: Option<Incoming>,
     receiving: Option<SpawnHandle>,
-    roomless: Roomless,
     /// Told when this actor stops: the transport closed or the engine drained.
     stopped: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -49,7 +52,6 @@ impl SocketActor {
             next_worker: 0,
             incoming: Some(incoming),
             receiving: None,
-            roomless: Roomless::default(),
             stopped: Some(stopped),
         }
     }
@@ -79,21 +81,12 @@ impl SocketActor {
             _ => {
                 let key = header.key();
                 let routed = match request {
-                    Request::Dtr => {
-                        self.roomless.remove(&key);
-                        self.registry.remove(&key)
-                    }
+                    Request::Dtr => self.registry.remove(&key),
                     _ => self.registry.get(&key),
                 };
                 match routed {
-                    Some(addr) => {
-                        let no_room = self.roomless.take(&key, &request);
-                        addr.do_send(LogRequest { header, request, peer, no_room })
-                    }
-                    None => {
-                        self.roomless.remember(&key, &request, header.version);
-                        self.refuse(&peer, &header, Errno::ESRCH, &"no such log")
-                    }
+                    Some(addr) => addr.do_send(LogRequest { header, request, peer }),
+                    None => self.unknown_log(&peer, &header, &request),
                 }
             }
         }
@@ -117,7 +110,23 @@ impl SocketActor {
         if let Some(old) = self.registry.insert(key, addr.clone(), generation) {
             old.do_send(Retire);
         }
-        addr.do_send(LogRequest { header, request, peer, no_room: false });
+        addr.do_send(LogRequest { header, request, peer });
+    }
+
+    /// `-ESRCH`, which makes the kernel replay CTR and RESUME and retry the request.
+    ///
+    /// The kernel's reply handler (`fill_pkg`) stores every reply's size as the request's
+    /// reply buffer size, and the retry reuses that buffer. An `-ESRCH` without payload would
+    /// leave the retry no room for its answer: kernel 6.1 then logged "Insufficient space to
+    /// receive package [8] (8 vs 0)", read the retried IN_SYNC as "not in sync" and wrote the
+    /// region to one leg only, unmarked. So the refusal carries zeroes of the answer's size.
+    fn unknown_log(&self, peer: &Peer, header: &RequestHeader, request: &Request) {
+        tracing::warn!(
+            uuid = %header.uuid, luid = header.luid, request = ?header.kind(),
+            errno = %Errno::ESRCH, "no such log: the kernel will replay CTR and RESUME"
+        );
+        let room = reply_capacity(request, header.version).min(STATUS_ROOM);
+        self.sink.refuse_keeping_room(peer, header, Errno::ESRCH, room);
     }
 
     fn refuse(
@@ -132,58 +141,6 @@ impl SocketActor {
         );
         // An error reply carries no payload, so no capacity applies.
         self.sink.reply(peer, header, 0, &Err(errno));
-    }
-}
-
-/// Requests that were answered `-ESRCH` and that the kernel will retry with no room for a
-/// reply.
-///
-/// The kernel's reply handler (`fill_pkg`) writes the size of every reply it gets back into
-/// the request's reply buffer size, so an `-ESRCH` answer leaves it at 0; after reconnecting
-/// (CTR and RESUME) `userspace_do_request` retries the same request with that size. Any
-/// payload then fails with "Insufficient space to receive package" and the kernel takes the
-/// request as failed: an IN_SYNC as "not in sync", so it writes that region to one leg only.
-/// The log actor must know, to answer the retry as the kernel will read it.
-#[derive(Default)]
-struct Roomless {
-    by_log: std::collections::HashMap<LogKey, Vec<Request>>,
-}
-
-impl Roomless {
-    /// Bounds on what is remembered: a kernel retries each request once, from one thread each.
-    const PER_LOG: usize = 64;
-    const LOGS: usize = 4096;
-
-    fn remember(&mut self, key: &LogKey, request: &Request, version: u32) {
-        if reply_capacity(request, version) == 0 {
-            return;
-        }
-        if self.by_log.len() >= Self::LOGS && !self.by_log.contains_key(key) {
-            return;
-        }
-        let requests = self.by_log.entry(key.clone()).or_default();
-        if requests.len() < Self::PER_LOG {
-            requests.push(request.clone());
-        }
-    }
-
-    /// Whether `request` is the retry of one answered `-ESRCH` (and forgets it).
-    fn take(&mut self, key: &LogKey, request: &Request) -> bool {
-        // The common case, on every request: nothing to remember.
-        if self.by_log.is_empty() {
-            return false;
-        }
-        let Some(requests) = self.by_log.get_mut(key) else { return false };
-        let Some(at) = requests.iter().position(|r| r == request) else { return false };
-        requests.swap_remove(at);
-        if requests.is_empty() {
-            self.by_log.remove(key);
-        }
-        true
-    }
-
-    fn remove(&mut self, key: &LogKey) {
-        self.by_log.remove(key);
     }
 }
 

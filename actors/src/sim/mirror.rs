@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::link::{Answer, KernelLink, LinkError};
 use super::oracle::Oracle;
 use crate::units::RegionIndex;
+use crate::wire::reply::reply_capacity;
 use crate::wire::{RegionBatch, ReplyPayload, Request, Uuid, DM_ULOG_REQUEST_VERSION};
 
 /// A request that failed: the negative errno the kernel saw.
@@ -86,22 +87,21 @@ impl SimLog {
     /// One request straight to the daemon, no reconnect (CTR, DTR, suspend, resume).
     pub async fn direct(&self, request: &Request) -> Result<ReplyPayload, Failed> {
         let answer = self.link.call(&self.uuid, self.luid, self.version, request).await;
-        decode(request, answer, true)
+        decode(request, answer, reply_capacity(request, self.version))
     }
 
     /// `userspace_do_request`: on `-ESRCH` (no daemon, or one that does not know this log)
-    /// replay CTR with its NUL and RESUME, then retry. As in the kernel, a request that got
-    /// `-ESRCH` as a reply is retried with no room left for a reply payload.
+    /// replay CTR with its NUL and RESUME, then retry. As in the kernel's `fill_pkg`, the
+    /// size of each reply becomes the reply buffer's size for the retry.
     pub async fn request(&mut self, request: &Request) -> Result<ReplyPayload, Failed> {
-        let mut room = true;
+        let mut room = reply_capacity(request, self.version);
         loop {
             let answer = self.link.call(&self.uuid, self.luid, self.version, request).await;
-            let replied = answer.is_ok();
+            if let Ok(answer) = &answer {
+                room = if answer.data.len() > room { 0 } else { answer.data.len() };
+            }
             match decode(request, answer, room) {
-                Err(Failed(e)) if e == -libc::ESRCH => {
-                    room &= !replied;
-                    self.reconnect().await;
-                }
+                Err(Failed(e)) if e == -libc::ESRCH => self.reconnect().await,
                 other => return other,
             }
         }
@@ -288,21 +288,22 @@ impl SimLog {
     }
 }
 
-/// The answer as the kernel reads it; without `room` any payload is "Insufficient space".
+/// The answer as the kernel reads it: a payload larger than the `room` left is
+/// "Insufficient space" (-ENOSPC).
 fn decode(
     request: &Request,
     answer: Result<Answer, LinkError>,
-    room: bool,
+    room: usize,
 ) -> Result<ReplyPayload, Failed> {
     let answer = answer.map_err(|error| match error {
         LinkError::NoListener => Failed(-libc::ESRCH),
         LinkError::Closed => Failed(-libc::EPIPE),
     })?;
+    if answer.data.len() > room {
+        return Err(Failed(-libc::ENOSPC));
+    }
     if answer.error != 0 {
         return Err(Failed(answer.error));
-    }
-    if !room && !answer.data.is_empty() {
-        return Err(Failed(-libc::ENOSPC));
     }
     ReplyPayload::decode(request.kind(), &answer.data).ok_or(Failed(-libc::EPROTO))
 }

@@ -115,6 +115,19 @@ impl ReplySink {
         self.send(peer, &frame[..len]);
     }
 
+    /// An error reply that keeps `room` bytes of reply buffer for the kernel's retry.
+    pub fn refuse_keeping_room(
+        &self,
+        peer: &Peer,
+        header: &RequestHeader,
+        errno: Errno,
+        room: usize,
+    ) {
+        let mut frame = [0u8; MAX_REPLY_FRAME];
+        let len = wire::emit_refusal(header, errno, room, &mut frame);
+        self.send(peer, &frame[..len]);
+    }
+
     /// The zero-length ack for a frame whose request could not be read.
     pub fn ack(&self, peer: &Peer, seq: u32, errno: Option<Errno>) {
         let mut frame = [0u8; MAX_REPLY_FRAME];

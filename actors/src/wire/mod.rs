@@ -19,7 +19,7 @@ pub mod reply;
 pub mod request;
 
 pub use errno::Errno;
-pub use reply::{emit_ack, emit_reply, Reply, ReplyPayload, MAX_REPLY_FRAME};
+pub use reply::{emit_ack, emit_refusal, emit_reply, Reply, ReplyPayload, MAX_REPLY_FRAME};
 pub use request::{
     decode_frame, FrameError, LogKey, RegionBatch, Request, RequestError, RequestFrame,
     RequestHeader, RequestType, Uuid,

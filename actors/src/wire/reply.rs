@@ -164,6 +164,23 @@ pub fn emit_reply(header: &RequestHeader, capacity: usize, reply: &Reply, buf: &
     total
 }
 
+/// Writes an error reply that carries `room` zero bytes anyway (at most
+/// [`MAX_REPLY_PAYLOAD`]), so that the kernel, which takes each reply's size as the size of
+/// the request's reply buffer, keeps that much room for the request's retry.
+pub fn emit_refusal(header: &RequestHeader, errno: Errno, room: usize, buf: &mut [u8]) -> usize {
+    let room = room.min(MAX_REPLY_PAYLOAD);
+    let len = emit_reply(header, 0, &Err(errno), buf);
+    let total = len + room;
+    buf[len..total].fill(0);
+    let mut cn = ConnectorBuffer::new_checked(&mut buf[..total]).expect("frame holds the headers");
+    cn.set_nlmsg_len(total as u32);
+    cn.set_cn_len((REQUEST_HEADER_LEN + room) as u16);
+    let mut rq = RequestBuffer::new_checked(&mut buf[CONNECTOR_HEADER_LEN..total])
+        .expect("frame holds the request header");
+    rq.set_data_size(room as u32);
+    total
+}
+
 /// Writes the zero-length ack (`cn.len` 0, `cn.seq` = seq, `cn.ack` = the positive errno, 0
 /// for success) into `buf` and returns its length. The kernel resends on EAGAIN.
 pub fn emit_ack(seq: u32, errno: Option<Errno>, buf: &mut [u8]) -> usize {

@@ -94,10 +94,6 @@ pub struct Commit {
 }
 
 impl Commit {
-    pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
-    }
-
     pub fn blocks(&self) -> u64 {
         self.runs.iter().map(|(_, bytes)| bytes.len() as u64 / u64::from(self.block_size)).sum()
     }

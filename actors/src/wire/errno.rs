@@ -13,13 +13,7 @@ impl Errno {
     pub const ESRCH: Errno = Errno(libc::ESRCH);
     pub const ENOSPC: Errno = Errno(libc::ENOSPC);
     pub const EAGAIN: Errno = Errno(libc::EAGAIN);
-    pub const ENOMEM: Errno = Errno(libc::ENOMEM);
     pub const ENODEV: Errno = Errno(libc::ENODEV);
-    pub const EEXIST: Errno = Errno(libc::EEXIST);
-    pub const EPERM: Errno = Errno(libc::EPERM);
-    pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
-    pub const ERANGE: Errno = Errno(libc::ERANGE);
-    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
 
     /// The value of `dm_ulog_request.error` for this errno.
     pub fn negative(self) -> i32 {

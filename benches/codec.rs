@@ -2,25 +2,16 @@
 //! types of the write path.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use dm_ulog_actors::sim::load::encode;
 use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::reply::reply_capacity;
 use dm_ulog_actors::wire::{
-    decode_frame, emit_reply, RegionBatch, ReplyPayload, Request, RequestHeader, Uuid,
-    MAX_REPLY_FRAME, MAX_REQUEST_FRAME,
+    decode_frame, emit_reply, RegionBatch, ReplyPayload, Request, Uuid, MAX_REPLY_FRAME,
 };
 
 fn frame(request: &Request) -> Vec<u8> {
-    let header = RequestHeader {
-        luid: 0xffff_8a5a_dff7_e600,
-        uuid: Uuid::new("LVM-vQ1r3kd9x0p2m4n5b6v7c8x9z0a1s2d3f4g5h6j7k8l9").unwrap(),
-        version: 3,
-        seq: 12345,
-        request_type: request.kind() as u32,
-    };
-    let mut buf = vec![0u8; MAX_REQUEST_FRAME];
-    let len = request.emit(&header, &mut buf);
-    buf.truncate(len);
-    buf
+    let uuid = Uuid::new("LVM-vQ1r3kd9x0p2m4n5b6v7c8x9z0a1s2d3f4g5h6j7k8l9").unwrap();
+    encode(&uuid, 0xffff_8a5a_dff7_e600, request)
 }
 
 fn codec(c: &mut Criterion) {

@@ -12,8 +12,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use dm_ulog_actors::sim::load::{LoadClient, Measurement};
-use support::Server;
+use dm_ulog_actors::sim::load::Measurement;
+use support::EchoAndDaemon;
 
 fn main() {
     support::serve_echo_if_asked();
@@ -24,13 +24,8 @@ fn main() {
     let duration = Duration::from_secs_f64(seconds);
     let dir = tempfile::tempdir().unwrap();
 
-    let echo_path = dir.path().join("echo.sock");
-    let echo_server = Server::echo(&echo_path);
-    let daemon_path = dir.path().join("daemon.sock");
-    let daemon = Server::daemon(dir.path(), &daemon_path);
-
-    let mut echo_client = LoadClient::new(&dir.path().join("c1.sock"), &echo_path).unwrap();
-    let mut daemon_client = LoadClient::new(&dir.path().join("c2.sock"), &daemon_path).unwrap();
+    let EchoAndDaemon { echo, daemon, mut echo_client, mut daemon_client } =
+        EchoAndDaemon::start(dir.path());
     println!("| logs | in flight | echo req/s | dm-ulogd req/s | ratio | echo p50 / p99 / p99.9 µs | dm-ulogd p50 / p99 / p99.9 µs | p99 ratio |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut points = Vec::new();
@@ -70,7 +65,7 @@ fn main() {
             Err(error) => eprintln!("no plot: {error}"),
         }
     }
-    drop((echo_server, daemon));
+    drop((echo, daemon));
 }
 
 struct Point {

@@ -8,11 +8,10 @@ mod support;
 
 use std::time::Instant;
 
-use dm_ulog_actors::sim::load::LoadClient;
 use dm_ulog_actors::sim::Rng;
 use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::{RegionBatch, Request};
-use support::Server;
+use support::EchoAndDaemon;
 
 const REGIONS: u64 = 1_000_000;
 
@@ -22,12 +21,8 @@ fn main() {
     let logs: usize =
         std::env::var("BENCH_LOGS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_logs);
     let dir = tempfile::tempdir().unwrap();
-    let echo_path = dir.path().join("echo.sock");
-    let echo_server = Server::echo(&echo_path);
-    let daemon_path = dir.path().join("daemon.sock");
-    let daemon = Server::daemon(dir.path(), &daemon_path);
-    let mut echo_client = LoadClient::new(&dir.path().join("c1.sock"), &echo_path).unwrap();
-    let mut client = LoadClient::new(&dir.path().join("c2.sock"), &daemon_path).unwrap();
+    let EchoAndDaemon { echo, daemon, mut echo_client, daemon_client: mut client } =
+        EchoAndDaemon::start(dir.path());
 
     let idle = daemon.rss_kib();
     let started = Instant::now();
@@ -63,5 +58,5 @@ fn main() {
         marked.requests,
         marked.per_second()
     );
-    drop((echo_server, daemon));
+    drop((echo, daemon));
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use dm_ulog_actors::sim::load::echo;
+use dm_ulog_actors::sim::load::{echo, LoadClient};
 
 /// The environment variable that makes a bench binary serve as the echo responder.
 const ECHO_ROLE: &str = "BENCH_ECHO_SOCKET";
@@ -77,6 +77,28 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The echo responder and the daemon side by side in `dir`, each with a client of its own.
+pub struct EchoAndDaemon {
+    pub echo: Server,
+    pub daemon: Server,
+    pub echo_client: LoadClient,
+    pub daemon_client: LoadClient,
+}
+
+impl EchoAndDaemon {
+    pub fn start(dir: &Path) -> EchoAndDaemon {
+        let (echo_path, daemon_path) = (dir.join("echo.sock"), dir.join("daemon.sock"));
+        let echo = Server::echo(&echo_path);
+        let daemon = Server::daemon(dir, &daemon_path);
+        EchoAndDaemon {
+            echo,
+            daemon,
+            echo_client: LoadClient::new(&dir.join("c1.sock"), &echo_path).unwrap(),
+            daemon_client: LoadClient::new(&dir.join("c2.sock"), &daemon_path).unwrap(),
+        }
     }
 }
 

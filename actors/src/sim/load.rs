@@ -255,7 +255,9 @@ fn write_mix(log: u64) -> Vec<Request> {
     ]
 }
 
-fn encode(uuid: &Uuid, luid: u64, request: &Request) -> Vec<u8> {
+/// The datagram of `request` for the log `(uuid, luid)`, as a version 3 kernel sends it
+/// (seq 0: callers set their own).
+pub fn encode(uuid: &Uuid, luid: u64, request: &Request) -> Vec<u8> {
     let header = RequestHeader {
         luid,
         uuid: uuid.clone(),

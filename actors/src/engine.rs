@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::cluster::Quorum;
 use crate::log_actor::Describe;
 use crate::registry::Registry;
 use crate::socket_actor::{Drain, SocketActor};
@@ -22,6 +23,9 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Serve `clustered-core` / `clustered-disk` as plain single-host logs.
     pub single_node_clustered: bool,
+    /// Serve `clustered-core` / `clustered-disk` across hosts through the local corosync
+    /// (CPG and quorum); takes precedence over `single_node_clustered`.
+    pub corosync: bool,
 }
 
 /// A running engine.
@@ -39,8 +43,10 @@ impl Engine {
         let handles = workers.iter().map(|w| w.handle()).collect();
         let registry = Arc::new(Registry::default());
         let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
+        let quorum = config.corosync.then(Quorum::watch);
         let socket = SocketActor::new(
             config,
+            quorum,
             registry.clone(),
             transport.incoming,
             transport.replies,
@@ -70,9 +76,9 @@ impl Engine {
     pub async fn drain(self) {
         if self.socket.send(Drain).await.is_err() {
             // The socket actor is gone already; its logs are drained directly.
-            for addr in self.registry.drain() {
+            for log in self.registry.drain() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                addr.do_send(crate::log_actor::Shutdown(tx));
+                log.shutdown.do_send(crate::log_actor::Shutdown(tx));
                 let _ = rx.await;
             }
         }
@@ -92,9 +98,9 @@ impl Observer {
     /// A snapshot of every log, ordered by uuid then luid.
     pub async fn status(&self) -> Vec<LogStatus> {
         let mut logs = Vec::new();
-        for addr in self.registry.all() {
+        for log in self.registry.all() {
             // A log that stops meanwhile is simply not reported.
-            if let Ok(status) = addr.send(Describe).await {
+            if let Ok(status) = log.describe.send(Describe).await {
                 logs.push(status);
             }
         }

@@ -11,8 +11,11 @@
 //! - [`store`]: the kernel's on-disk log format and its durable, block-granular commits;
 //! - [`transport`]: netlink connector, unix datagram socket or in-process channel;
 //! - the actors: a socket actor routing to one log actor per log, each disk log with a
-//!   flusher child; [`Engine`] starts them.
+//!   flusher child; [`Engine`] starts them;
+//! - [`cluster`]: the clustered log types, one state kept alike on several hosts over
+//!   corosync CPG.
 
+pub mod cluster;
 pub mod region;
 pub mod store;
 pub mod transport;
@@ -23,6 +26,7 @@ mod engine;
 mod flusher;
 mod log_actor;
 mod registry;
+mod reply_to;
 mod socket_actor;
 mod status;
 

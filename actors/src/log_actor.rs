@@ -17,11 +17,11 @@ use tokio::sync::oneshot;
 use crate::flusher::{Flusher, ReadImage, WriteCommit};
 use crate::region::{LogArgs, LogKind, RegionLog};
 use crate::registry::Registry;
+use crate::reply_to::ReplyTo;
 use crate::status::LogStatus;
 use crate::store::format::{self, image_size};
 use crate::store::{DeviceError, Layout, LogDevice};
 use crate::transport::{Peer, ReplySink};
-use crate::wire::reply::reply_capacity;
 use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request, RequestHeader};
 
 /// A decoded request for this log.
@@ -42,13 +42,6 @@ pub struct Shutdown(pub oneshot::Sender<()>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Retire;
-
-/// Where a reply goes.
-struct ReplyTo {
-    header: RequestHeader,
-    peer: Peer,
-    capacity: usize,
-}
 
 /// Someone waiting for a commit to be durable.
 enum Waiter {
@@ -137,15 +130,9 @@ impl LogActor {
     }
 
     fn respond(&mut self, to: &ReplyTo, reply: Reply) {
-        if let Err(errno) = &reply {
-            tracing::warn!(
-                uuid = %self.key.uuid, luid = self.key.luid, request = ?to.header.kind(), %errno,
-                "request refused"
-            );
-            let request = to.header.kind().map_or("request", |k| k.name());
-            self.last_error = Some(format!("{request}: {errno}"));
+        if let Some(error) = to.send(&self.sink, &self.key, &reply) {
+            self.last_error = Some(error);
         }
-        self.sink.reply(&to.peer, &to.header, to.capacity, &reply);
     }
 
     fn release(&mut self, waiter: Waiter, reply: Reply) {
@@ -316,23 +303,6 @@ impl LogActor {
             }
         }
     }
-
-    /// STATUS_TABLE as the kernel's own logs print it: `<type> <#args> <args> `.
-    fn status_table(&self) -> String {
-        // The CTR string without its target length is exactly the table's log arguments.
-        let printed = self.args.to_string();
-        let args = printed.split_once(' ').map_or("", |(_, rest)| rest);
-        let mut words = args.split(' ');
-        let type_name = words.next().unwrap_or_default();
-        let rest: Vec<&str> = words.collect();
-        let mut line = format!("{type_name} {}", rest.len());
-        for word in rest {
-            line.push(' ');
-            line.push_str(word);
-        }
-        line.push(' ');
-        line
-    }
 }
 
 impl LogActor {
@@ -388,8 +358,7 @@ impl Handler<LogRequest> for LogActor {
 
     fn handle(&mut self, msg: LogRequest, ctx: &mut Context<Self>) {
         let LogRequest { header, request, peer } = msg;
-        let capacity = reply_capacity(&request, header.version);
-        let to = ReplyTo { header, peer, capacity };
+        let to = ReplyTo::new(header, peer, &request);
         let is_disk = self.disk.is_some();
         match &request {
             Request::Ctr { .. } => self.construct(to, ctx),
@@ -400,7 +369,7 @@ impl Handler<LogRequest> for LogActor {
             }
             Request::StatusInfo => self.respond(&to, Ok(ReplyPayload::Status(self.status_info()))),
             Request::StatusTable => {
-                self.respond(&to, Ok(ReplyPayload::Status(self.status_table())))
+                self.respond(&to, Ok(ReplyPayload::Status(self.args.status_table())))
             }
             Request::Resume if is_disk => self.resume_disk(to, ctx),
             Request::Flush(_) | Request::Postsuspend if is_disk => {

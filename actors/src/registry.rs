@@ -4,14 +4,44 @@
 //! (which take themselves out when they stop), so it is a concurrent map. Every entry carries
 //! a generation, so that an actor replaced by a newer CTR for the same key cannot remove its
 //! successor on its way out.
+//!
+//! Logs are served by different kinds of actor (single-host and clustered), so an entry
+//! holds a [`LogHandle`]: the messages every log actor takes, whatever its kind.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actix::Addr;
+use actix::prelude::*;
 use dashmap::DashMap;
 
-use crate::log_actor::LogActor;
+use crate::log_actor::{Describe, LogRequest, Retire, Shutdown};
 use crate::wire::LogKey;
+
+/// What the engine may ask of any log actor.
+#[derive(Clone)]
+pub struct LogHandle {
+    pub request: Recipient<LogRequest>,
+    pub describe: Recipient<Describe>,
+    pub shutdown: Recipient<Shutdown>,
+    pub retire: Recipient<Retire>,
+}
+
+impl LogHandle {
+    pub fn of<A>(addr: &Addr<A>) -> LogHandle
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<LogRequest>
+            + Handler<Describe>
+            + Handler<Shutdown>
+            + Handler<Retire>,
+    {
+        LogHandle {
+            request: addr.clone().recipient(),
+            describe: addr.clone().recipient(),
+            shutdown: addr.clone().recipient(),
+            retire: addr.clone().recipient(),
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct Registry {
@@ -20,7 +50,7 @@ pub struct Registry {
 }
 
 struct Entry {
-    addr: Addr<LogActor>,
+    addr: LogHandle,
     generation: u64,
 }
 
@@ -31,21 +61,16 @@ impl Registry {
     }
 
     /// Routes `key` to `addr`; returns the actor it replaces, if any.
-    pub fn insert(
-        &self,
-        key: LogKey,
-        addr: Addr<LogActor>,
-        generation: u64,
-    ) -> Option<Addr<LogActor>> {
+    pub fn insert(&self, key: LogKey, addr: LogHandle, generation: u64) -> Option<LogHandle> {
         self.logs.insert(key, Entry { addr, generation }).map(|old| old.addr)
     }
 
-    pub fn get(&self, key: &LogKey) -> Option<Addr<LogActor>> {
+    pub fn get(&self, key: &LogKey) -> Option<LogHandle> {
         self.logs.get(key).map(|entry| entry.addr.clone())
     }
 
     /// Stops routing `key`; returns the actor that served it.
-    pub fn remove(&self, key: &LogKey) -> Option<Addr<LogActor>> {
+    pub fn remove(&self, key: &LogKey) -> Option<LogHandle> {
         self.logs.remove(key).map(|(_, entry)| entry.addr)
     }
 
@@ -55,12 +80,12 @@ impl Registry {
     }
 
     /// Every routed actor.
-    pub fn all(&self) -> Vec<Addr<LogActor>> {
+    pub fn all(&self) -> Vec<LogHandle> {
         self.logs.iter().map(|entry| entry.addr.clone()).collect()
     }
 
     /// Every routed actor, no longer routed: for shutdown.
-    pub fn drain(&self) -> Vec<Addr<LogActor>> {
+    pub fn drain(&self) -> Vec<LogHandle> {
         let keys: Vec<LogKey> = self.logs.iter().map(|e| e.key().clone()).collect();
         keys.iter().filter_map(|key| self.remove(key)).collect()
     }

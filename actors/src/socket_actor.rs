@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::cluster::{ClusterLogActor, Quorum};
 use crate::log_actor::{LogActor, LogRequest, Retire, Shutdown};
 use crate::region::LogArgs;
-use crate::registry::Registry;
+use crate::registry::{LogHandle, Registry};
 use crate::transport::{Datagram, Incoming, Peer, ReplySink};
 use crate::wire::reply::reply_capacity;
 use crate::wire::{decode_frame, Errno, Request, RequestHeader};
@@ -25,6 +26,8 @@ const STATUS_ROOM: usize = 64;
 
 pub struct SocketActor {
     config: EngineConfig,
+    /// The node's quorum, when clustered logs are served through corosync.
+    quorum: Option<Quorum>,
     registry: Arc<Registry>,
     sink: ReplySink,
     workers: Vec<ArbiterHandle>,
@@ -38,6 +41,7 @@ pub struct SocketActor {
 impl SocketActor {
     pub fn new(
         config: EngineConfig,
+        quorum: Option<Quorum>,
         registry: Arc<Registry>,
         incoming: Incoming,
         sink: ReplySink,
@@ -46,6 +50,7 @@ impl SocketActor {
     ) -> SocketActor {
         SocketActor {
             config,
+            quorum,
             registry,
             sink,
             workers,
@@ -85,7 +90,7 @@ impl SocketActor {
                     _ => self.registry.get(&key),
                 };
                 match routed {
-                    Some(addr) => addr.do_send(LogRequest { header, request, peer }),
+                    Some(log) => log.request.do_send(LogRequest { header, request, peer }),
                     None => self.unknown_log(&peer, &header, &request),
                 }
             }
@@ -94,23 +99,34 @@ impl SocketActor {
 
     /// CTR: a new log actor on the next worker; one already under this key is replaced.
     fn create(&mut self, header: RequestHeader, request: Request, args: LogArgs, peer: Peer) {
-        if args.clustered && !self.config.single_node_clustered {
-            let why = "clustered log types need a cluster; set single_node_clustered to serve them on one host";
-            return self.refuse(&peer, &header, Errno::EINVAL, &why);
-        }
+        let quorum = match (&self.quorum, args.clustered, self.config.single_node_clustered) {
+            (Some(quorum), true, _) => Some(quorum.clone()),
+            (None, true, false) => {
+                let why = "clustered log types need a cluster: set corosync (or single_node_clustered to serve them on this host alone)";
+                return self.refuse(&peer, &header, Errno::EINVAL, &why);
+            }
+            _ => None,
+        };
         let key = header.key();
         let generation = self.registry.next_generation();
-        let actor =
-            LogActor::new(key.clone(), args, generation, self.sink.clone(), self.registry.clone());
-        let addr = match self.workers.get(self.next_worker % self.workers.len().max(1)) {
-            Some(worker) => LogActor::start_in_arbiter(worker, |_| actor),
-            None => actor.start(),
-        };
+        let (sink, registry) = (self.sink.clone(), self.registry.clone());
+        let worker = self.workers.get(self.next_worker % self.workers.len().max(1)).cloned();
         self.next_worker = self.next_worker.wrapping_add(1);
-        if let Some(old) = self.registry.insert(key, addr.clone(), generation) {
-            old.do_send(Retire);
+        let log = match quorum {
+            Some(quorum) => {
+                let actor =
+                    ClusterLogActor::new(key.clone(), args, generation, quorum, sink, registry);
+                LogHandle::of(&start_on(worker, actor))
+            }
+            None => {
+                let actor = LogActor::new(key.clone(), args, generation, sink, registry);
+                LogHandle::of(&start_on(worker, actor))
+            }
+        };
+        if let Some(old) = self.registry.insert(key, log.clone(), generation) {
+            old.retire.do_send(Retire);
         }
-        addr.do_send(LogRequest { header, request, peer });
+        log.request.do_send(LogRequest { header, request, peer });
     }
 
     /// `-ESRCH`, which makes the kernel replay CTR and RESUME and retry the request.
@@ -141,6 +157,17 @@ impl SocketActor {
         );
         // An error reply carries no payload, so no capacity applies.
         self.sink.reply(peer, header, 0, &Err(errno));
+    }
+}
+
+/// Starts `actor` on `worker`, or on the current arbiter.
+fn start_on<A: Actor<Context = Context<A>> + Send>(
+    worker: Option<ArbiterHandle>,
+    actor: A,
+) -> Addr<A> {
+    match worker {
+        Some(worker) => A::start_in_arbiter(&worker, |_| actor),
+        None => actor.start(),
     }
 }
 
@@ -187,9 +214,9 @@ impl Handler<Drain> for SocketActor {
             .registry
             .drain()
             .into_iter()
-            .map(|addr| {
+            .map(|log| {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                addr.do_send(Shutdown(tx));
+                log.shutdown.do_send(Shutdown(tx));
                 rx
             })
             .collect();

@@ -92,6 +92,23 @@ impl LogArgs {
             (LogKind::Disk { .. }, true) => "clustered-disk",
         }
     }
+
+    /// STATUS_TABLE as the kernel's own logs print it: `<type> <#args> <args> `.
+    pub fn status_table(&self) -> String {
+        // The CTR string without its target length is exactly the table's log arguments.
+        let printed = self.to_string();
+        let args = printed.split_once(' ').map_or("", |(_, rest)| rest);
+        let mut words = args.split(' ');
+        let type_name = words.next().unwrap_or_default();
+        let rest: Vec<&str> = words.collect();
+        let mut line = format!("{type_name} {}", rest.len());
+        for word in rest {
+            line.push(' ');
+            line.push_str(word);
+        }
+        line.push(' ');
+        line
+    }
 }
 
 impl FromStr for LogArgs {

@@ -1,0 +1,620 @@
+//! The clustered log actor: one per `clustered-core` / `clustered-disk` log instance. It
+//! serves its kernel from a [`Replica`] of the log that every host's daemon keeps alike
+//! through the log's CPG group.
+//!
+//! A state-changing request becomes one [`Op`], multicast in agreed order; every member
+//! applies it at the same point, and this member answers its kernel when its own op comes
+//! back. IS_CLEAN and IS_REMOTE_RECOVERING are ops too, read at their place in the total
+//! order, so no mark or recovery another host's kernel was told about is missed. IN_SYNC
+//! and GET_SYNC_COUNT are answered from the local replica (as cmirrord does), in their place
+//! behind this log's earlier requests. Requests wait,
+//! unanswered (the kernel resends after 15 s), while this member holds no state, has no
+//! quorum, or CPG pushes back (`CS_ERR_TRY_AGAIN`, retried, never a failure).
+//!
+//! clustered-disk: only the group's writer (the lowest member holding the state) writes the
+//! log device. After applying a FLUSH from anyone it commits, then multicasts how far the
+//! device is durable; a FLUSH is answered only then. When the writer goes, the next one
+//! writes the whole image before saying anything is durable.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use roaring::RoaringBitmap;
+
+use super::cpg::{CpgGroup, GroupEvent, Sent};
+use super::message::Message;
+use super::quorum::Quorum;
+use super::replica::{Effect, Replica};
+use super::state::{ClusterState, Op};
+use crate::flusher::{Flusher, WriteCommit};
+use crate::log_actor::{Describe, LogRequest, Retire, Shutdown};
+use crate::region::{LogArgs, LogKind};
+use crate::registry::Registry;
+use crate::reply_to::ReplyTo;
+use crate::status::LogStatus;
+use crate::store::format::{self, image_size};
+use crate::store::{DeviceError, Layout, LogDevice};
+use crate::transport::ReplySink;
+use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request};
+
+/// How often held work is retried while waiting for quorum, the group or flow control.
+const RETRY: Duration = Duration::from_millis(50);
+
+/// One kernel request in its place in this log's order.
+struct Slot {
+    to: ReplyTo,
+    work: Work,
+}
+
+enum Work {
+    /// An op not yet multicast.
+    Held(Op),
+    /// Multicast; answered when it comes back.
+    Sent(Op),
+    /// Applied by the group at `position`; a clustered-disk FLUSH also waits for the disk.
+    /// After a POSTSUSPEND the member leaves the group.
+    Applied { reply: Reply, position: u64, needs_disk: bool, then_leave: bool },
+    /// Answered from the replica once everything before it is answered.
+    Read(LocalRead),
+}
+
+/// The requests a member answers from its own replica.
+enum LocalRead {
+    InSync(u64),
+    SyncCount,
+}
+
+/// The log device side of a clustered-disk log.
+struct Disk {
+    flusher: Addr<Flusher>,
+    layout: Layout,
+    status_name: String,
+    failed: bool,
+    /// What the device holds as not clean, as far as this member wrote it; `None` until this
+    /// member has written the whole image.
+    on_disk: Option<RoaringBitmap>,
+    committing: bool,
+    /// A FLUSH (or a change of writer) asks for a commit.
+    wanted: bool,
+}
+
+pub struct ClusterLogActor {
+    key: LogKey,
+    generation: u64,
+    args: LogArgs,
+    quorum: Quorum,
+    sink: ReplySink,
+    registry: Arc<Registry>,
+    /// What the state starts from should this member be the group's first: from CTR.
+    fresh: RoaringBitmap,
+    /// Made when the member first joins its group, and kept (detached) when it leaves.
+    replica: Option<Replica>,
+    group: Option<CpgGroup>,
+    events: Option<SpawnHandle>,
+    disk: Option<Disk>,
+    /// RESUME seen and POSTSUSPEND not yet: the member belongs in the group.
+    active: bool,
+    slots: VecDeque<Slot>,
+    /// Snapshot chunks and durability notes not yet accepted by CPG.
+    outbox: VecDeque<Vec<u8>>,
+    /// The position in the total order up to which the log device is durable.
+    durable: u64,
+    retry_scheduled: bool,
+    closing: bool,
+    last_error: Option<String>,
+}
+
+impl ClusterLogActor {
+    pub fn new(
+        key: LogKey,
+        args: LogArgs,
+        generation: u64,
+        quorum: Quorum,
+        sink: ReplySink,
+        registry: Arc<Registry>,
+    ) -> ClusterLogActor {
+        ClusterLogActor {
+            key,
+            generation,
+            args,
+            quorum,
+            sink,
+            registry,
+            fresh: RoaringBitmap::new(),
+            replica: None,
+            group: None,
+            events: None,
+            disk: None,
+            active: false,
+            slots: VecDeque::new(),
+            outbox: VecDeque::new(),
+            durable: 0,
+            retry_scheduled: false,
+            closing: false,
+            last_error: None,
+        }
+    }
+
+    /// The CPG group of this log: one per uuid, the same on every host.
+    fn group_name(&self) -> String {
+        let uuid = self.key.uuid.to_string();
+        let name = format!("dm-ulogd/{uuid}");
+        if name.len() < 128 {
+            return name;
+        }
+        let hash = uuid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("dm-ulogd/#{hash:016x}")
+    }
+
+    fn respond(&mut self, to: &ReplyTo, reply: Reply) {
+        if let Some(error) = to.send(&self.sink, &self.key, &reply) {
+            self.last_error = Some(error);
+        }
+    }
+
+    /// CTR: the replica starts from all regions out of sync (core), or from the log device.
+    fn construct(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {
+        let LogKind::Disk { device } = &self.args.kind else {
+            self.fresh = ClusterState::initial_out_of_sync(&self.args);
+            tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, args = %self.args, "clustered log created");
+            return self.respond(&to, Ok(ReplyPayload::Empty));
+        };
+        let (name, count, sync) = (device.clone(), self.args.region_count(), self.args.sync);
+        let open = tokio::task::spawn_blocking(move || {
+            let device = LogDevice::open(&name)?;
+            let size = image_size(count, device.block_size());
+            device.check_size(size)?;
+            let image = device.read_image(size)?;
+            Ok::<_, DeviceError>((device, format::load(&image, count, sync)))
+        });
+        ctx.wait(open.into_actor(self).map(move |opened, act, ctx| {
+            let opened = opened.unwrap_or_else(|_| {
+                Err(DeviceError::NotADevice { name: "(open task panicked)".into() })
+            });
+            match opened {
+                Ok((device, loaded)) => {
+                    let name = device.name().to_owned();
+                    act.disk = Some(Disk {
+                        layout: Layout {
+                            count,
+                            block_size: device.block_size(),
+                            header_block: loaded.header_block,
+                        },
+                        status_name: device.status_name(),
+                        flusher: Flusher::new(Arc::new(device)).start(),
+                        failed: loaded.incompatible,
+                        on_disk: None,
+                        committing: false,
+                        wanted: false,
+                    });
+                    act.fresh = loaded.dirty;
+                    tracing::info!(uuid = %act.key.uuid, luid = act.key.luid, args = %act.args, "clustered log created");
+                    act.respond(&to, Ok(ReplyPayload::DeviceName(name)));
+                }
+                Err(error) => {
+                    tracing::warn!(uuid = %act.key.uuid, luid = act.key.luid, %error, "log not created");
+                    act.respond(&to, Err(error.errno()));
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+
+    /// Joins the log's group, if this member belongs there and can.
+    fn join(&mut self, ctx: &mut Context<Self>) {
+        if self.group.is_some() || !self.active || !self.quorum.is_quorate() {
+            return;
+        }
+        match CpgGroup::join(&self.group_name()) {
+            Ok((group, events)) => {
+                let me = group.me();
+                if self.replica.as_ref().is_none_or(|r| r.me() != me) {
+                    let fresh = std::mem::take(&mut self.fresh);
+                    self.replica = Some(Replica::new(me, self.args.clone(), fresh));
+                }
+                tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, member = %me, "joined the log's group");
+                self.group = Some(group);
+                self.events = Some(ctx.add_stream(events));
+            }
+            Err(error) => {
+                tracing::warn!(uuid = %self.key.uuid, luid = self.key.luid, ?error, "cannot join the log's group; retrying");
+            }
+        }
+    }
+
+    /// Leaves the group: the replica stops being current, and ops in flight will be sent
+    /// again once this member is back (every op is idempotent for its sender).
+    fn leave(&mut self, ctx: &mut Context<Self>) {
+        if let Some(events) = self.events.take() {
+            ctx.cancel_future(events);
+        }
+        self.group = None;
+        self.outbox.clear();
+        if let Some(replica) = &mut self.replica {
+            replica.detach();
+        }
+        if let Some(disk) = &mut self.disk {
+            disk.on_disk = None;
+        }
+        for slot in &mut self.slots {
+            if let Work::Sent(op) = &slot.work {
+                slot.work = Work::Held(op.clone());
+            }
+        }
+    }
+
+    /// Moves every request as far as it can go, in order, and schedules a retry if some
+    /// must wait for quorum, the group or flow control.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.group.is_some() && !self.quorum.is_quorate() {
+            tracing::warn!(uuid = %self.key.uuid, luid = self.key.luid, "quorum lost: leaving the log's group until it is back");
+            self.leave(ctx);
+        }
+        self.join(ctx);
+        let blocked = !self.send_outbox() || !self.send_held();
+        if self.answer_front() {
+            self.leave(ctx);
+        }
+        self.maybe_commit(ctx);
+        let waiting = self.slots.iter().any(|s| matches!(s.work, Work::Held(_)))
+            || !self.outbox.is_empty()
+            || (self.active && self.group.is_none());
+        if (blocked || waiting) && !self.retry_scheduled {
+            self.retry_scheduled = true;
+            ctx.run_later(RETRY, |act, ctx| {
+                act.retry_scheduled = false;
+                act.pump(ctx);
+            });
+        }
+    }
+
+    /// Sends what the protocol itself must say; false if CPG pushed back.
+    fn send_outbox(&mut self) -> bool {
+        let Some(group) = &self.group else { return true };
+        while let Some(bytes) = self.outbox.front() {
+            if !multicast(group, bytes, &self.key) {
+                return false;
+            }
+            self.outbox.pop_front();
+        }
+        true
+    }
+
+    /// Multicasts held ops in order, once this member holds the state; false if CPG pushed
+    /// back.
+    fn send_held(&mut self) -> bool {
+        let Some(group) = &self.group else { return true };
+        if self.replica.as_ref().and_then(Replica::state).is_none() {
+            return true;
+        }
+        for slot in &mut self.slots {
+            let Work::Held(op) = &slot.work else { continue };
+            if !multicast(group, &Message::Op(op.clone()).encode(), &self.key) {
+                return false;
+            }
+            slot.work = Work::Sent(op.clone());
+        }
+        true
+    }
+
+    /// Answers requests from the front of the order while they are ready; true if one of
+    /// them was the POSTSUSPEND after which the member leaves its group.
+    fn answer_front(&mut self) -> bool {
+        let mut leave = false;
+        while let Some(slot) = self.slots.front() {
+            let reply = match &slot.work {
+                Work::Applied { reply, position, needs_disk, then_leave } => {
+                    if *needs_disk && self.durable < *position {
+                        break;
+                    }
+                    leave |= *then_leave;
+                    reply.clone()
+                }
+                Work::Read(request) => match self.replica.as_ref().and_then(Replica::state) {
+                    Some(state) => read(state, request),
+                    // Before RESUME (the kernel asks GET_SYNC_COUNT at CTR), what this host
+                    // knows; once resumed, the group's state is worth waiting for.
+                    None if !self.active => {
+                        let before = ClusterState::new(&self.args, self.fresh.clone());
+                        read(&before, request)
+                    }
+                    None => break,
+                },
+                Work::Held(_) | Work::Sent(_) => break,
+            };
+            let slot = self.slots.pop_front().expect("front exists");
+            self.respond(&slot.to, reply);
+        }
+        leave
+    }
+
+    fn on_event(&mut self, event: GroupEvent, ctx: &mut Context<Self>) {
+        let Some(replica) = self.replica.as_mut() else { return };
+        let effects = match event {
+            GroupEvent::View { members, left, joined } => {
+                let was_writer = replica.writer() == Some(replica.me());
+                let effects = replica.on_view(&members, &left, &joined);
+                let is_writer = replica.writer() == Some(replica.me());
+                if let Some(disk) = &mut self.disk {
+                    // A new writer writes the whole image; members that left may have left
+                    // marks that are now out of sync, which the device must show.
+                    if is_writer && (!was_writer || !left.is_empty()) {
+                        disk.wanted = true;
+                    }
+                }
+                tracing::info!(uuid = %self.key.uuid, members = ?members, left = ?left, "group view");
+                effects
+            }
+            GroupEvent::Delivered { from, bytes } => match Message::decode(&bytes) {
+                Ok(message) => {
+                    if let (Message::Op(Op::Flush(_) | Op::Resume | Op::Postsuspend), Some(disk)) =
+                        (&message, &mut self.disk)
+                    {
+                        disk.wanted = true;
+                    }
+                    replica.on_message(from, message)
+                }
+                Err(error) => {
+                    tracing::error!(uuid = %self.key.uuid, %from, %error, "group message ignored");
+                    Vec::new()
+                }
+            },
+            GroupEvent::Lost(error) => {
+                tracing::error!(uuid = %self.key.uuid, luid = self.key.luid, ?error, "lost corosync; rejoining when it is back");
+                self.leave(ctx);
+                return self.pump(ctx);
+            }
+        };
+        for effect in effects {
+            self.apply_effect(effect);
+        }
+        self.pump(ctx);
+    }
+
+    fn apply_effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Send(message) => self.outbox.push_back(message.encode()),
+            Effect::Installed => {
+                tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log state installed");
+            }
+            Effect::Durable(position) => self.durable = self.durable.max(position),
+            Effect::Answer { reply, position } => {
+                let is_disk = self.disk.is_some();
+                let Some(slot) = self.slots.iter_mut().find(|s| matches!(s.work, Work::Sent(_)))
+                else {
+                    return;
+                };
+                let Work::Sent(op) = &slot.work else { return };
+                let needs_disk = is_disk && matches!(op, Op::Flush(_) | Op::Postsuspend);
+                let then_leave = matches!(op, Op::Postsuspend);
+                slot.work = Work::Applied { reply, position, needs_disk, then_leave };
+                if then_leave {
+                    self.active = false;
+                }
+            }
+        }
+    }
+
+    /// The writer commits what FLUSHes asked for; everyone else waits to be told.
+    fn maybe_commit(&mut self, ctx: &mut Context<Self>) {
+        let Some(replica) = &self.replica else { return };
+        let (Some(state), Some(disk)) = (replica.state(), self.disk.as_mut()) else { return };
+        if replica.writer() != Some(replica.me()) || disk.committing || !disk.wanted {
+            return;
+        }
+        disk.wanted = false;
+        disk.committing = true;
+        let unclean = state.unclean();
+        let position = state.applied();
+        let commit = match &disk.on_disk {
+            Some(on_disk) => disk.layout.render_touched(&(on_disk ^ &unclean), &unclean),
+            None => disk.layout.render_all(&unclean),
+        };
+        let write = disk.flusher.send(WriteCommit(commit));
+        ctx.spawn(write.into_actor(self).map(move |written, act, ctx| {
+            let result = written.unwrap_or_else(|_| {
+                Err(DeviceError::Io {
+                    name: "(flusher)".into(),
+                    source: std::io::Error::other("flusher stopped"),
+                })
+            });
+            let Some(disk) = act.disk.as_mut() else { return };
+            disk.committing = false;
+            match result {
+                Ok(()) => {
+                    disk.on_disk = Some(unclean);
+                    act.durable = act.durable.max(position);
+                    act.outbox.push_back(Message::Durable(position).encode());
+                }
+                Err(error) => {
+                    tracing::error!(uuid = %act.key.uuid, luid = act.key.luid, %error, "log device failed");
+                    disk.failed = true;
+                    disk.on_disk = None;
+                    act.last_error = Some(error.to_string());
+                    // The FLUSHes waiting on this commit fail as the kernel's disk log fails.
+                    for slot in &mut act.slots {
+                        if let Work::Applied { reply, position: p, needs_disk: true, .. } = &mut slot.work {
+                            if *p <= position {
+                                *reply = Err(Errno::EIO);
+                                *p = 0;
+                            }
+                        }
+                    }
+                }
+            }
+            act.pump(ctx);
+            if act.closing && act.slots.is_empty() {
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn status_info(&self) -> String {
+        match &self.disk {
+            None => format!("1 {}", self.args.type_name()),
+            Some(disk) => {
+                let health = if disk.failed { 'D' } else { 'A' };
+                format!("3 {} {} {health}", self.args.type_name(), disk.status_name)
+            }
+        }
+    }
+
+    fn describe(&self) -> LogStatus {
+        let state = self.replica.as_ref().and_then(Replica::state);
+        LogStatus {
+            uuid: self.key.uuid.to_string(),
+            luid: self.key.luid,
+            log_type: self.args.type_name().to_owned(),
+            region_size: self.args.region_size.sectors(),
+            regions: self.args.region_count().0,
+            in_sync: state.map_or(0, ClusterState::sync_count),
+            dirty: state.map_or(0, |s| s.dirty().len()),
+            recovering: state.map_or(0, ClusterState::recovering_count),
+            device: self.disk.as_ref().map(|d| d.status_name.clone()),
+            health: self.disk.as_ref().map(|d| if d.failed { 'D' } else { 'A' }),
+            flush_p50_us: None,
+            flush_p99_us: None,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+/// Multicasts `bytes`; false if it must be tried again later (flow control, or a failure
+/// that the loss of the group will soon explain).
+fn multicast(group: &CpgGroup, bytes: &[u8], key: &LogKey) -> bool {
+    match group.send(bytes) {
+        Ok(Sent::Queued) => true,
+        Ok(Sent::TryAgain) => false,
+        Err(error) => {
+            tracing::warn!(uuid = %key.uuid, luid = key.luid, ?error, "multicast failed; retrying");
+            false
+        }
+    }
+}
+
+/// A read answered from the replica.
+fn read(state: &ClusterState, request: &LocalRead) -> Reply {
+    match request {
+        LocalRead::InSync(region) => state.in_sync(*region).map(ReplyPayload::Flag),
+        LocalRead::SyncCount => Ok(ReplyPayload::Count(state.sync_count())),
+    }
+}
+
+/// Where a request goes: an op for the group, or a read of the replica; `None` for the
+/// requests answered on the spot.
+fn work_of(request: &Request) -> Option<Work> {
+    let regions = |batch: &crate::wire::RegionBatch| batch.iter().map(|r| r.0).collect();
+    let op = match request {
+        Request::MarkRegion(batch) => Op::Mark(regions(batch)),
+        Request::ClearRegion(batch) => Op::Clear(regions(batch)),
+        Request::Flush(batch) => Op::Flush(regions(batch)),
+        Request::GetResyncWork => Op::GetResyncWork,
+        Request::SetRegionSync { region, in_sync } => {
+            Op::SetRegionSync { region: region.0, in_sync: *in_sync }
+        }
+        Request::Resume => Op::Resume,
+        Request::Postsuspend => Op::Postsuspend,
+        Request::IsClean(region) => Op::IsClean(region.0),
+        Request::IsRemoteRecovering(region) => Op::IsRemoteRecovering(region.0),
+        Request::InSync(region) => return Some(Work::Read(LocalRead::InSync(region.0))),
+        Request::GetSyncCount => return Some(Work::Read(LocalRead::SyncCount)),
+        _ => return None,
+    };
+    Some(Work::Held(op))
+}
+
+impl Actor for ClusterLogActor {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.group = None;
+        self.registry.remove_generation(&self.key, self.generation);
+        tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "clustered log stopped");
+    }
+}
+
+impl StreamHandler<GroupEvent> for ClusterLogActor {
+    fn handle(&mut self, event: GroupEvent, ctx: &mut Context<Self>) {
+        self.on_event(event, ctx);
+    }
+
+    /// The stream of a group this member left ends here; the actor goes on.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl Handler<LogRequest> for ClusterLogActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LogRequest, ctx: &mut Context<Self>) {
+        let LogRequest { header, request, peer } = msg;
+        let to = ReplyTo::new(header, peer, &request);
+        match &request {
+            Request::Ctr { .. } => self.construct(to, ctx),
+            Request::Dtr => {
+                tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log destroyed");
+                self.leave(ctx);
+                self.respond(&to, Ok(ReplyPayload::Empty));
+                ctx.stop();
+            }
+            Request::Presuspend => self.respond(&to, Ok(ReplyPayload::Empty)),
+            Request::GetRegionSize => {
+                let size = u64::from(self.args.region_size.sectors());
+                self.respond(&to, Ok(ReplyPayload::Count(size)));
+            }
+            Request::StatusInfo => {
+                let line = self.status_info();
+                self.respond(&to, Ok(ReplyPayload::Status(line)));
+            }
+            Request::StatusTable => {
+                let line = self.args.status_table();
+                self.respond(&to, Ok(ReplyPayload::Status(line)));
+            }
+            _ => {
+                if matches!(request, Request::Resume) {
+                    self.active = true;
+                }
+                match work_of(&request) {
+                    Some(work) => {
+                        self.slots.push_back(Slot { to, work });
+                        self.pump(ctx);
+                    }
+                    None => self.respond(&to, Err(Errno::EINVAL)),
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Shutdown> for ClusterLogActor {
+    type Result = ();
+
+    /// The daemon stops: the group carries on without this member, which the others see
+    /// leave; nothing here needs committing (the writer's device is always committed).
+    fn handle(&mut self, Shutdown(done): Shutdown, ctx: &mut Context<Self>) {
+        self.closing = true;
+        self.leave(ctx);
+        let _ = done.send(());
+        ctx.stop();
+    }
+}
+
+impl Handler<Describe> for ClusterLogActor {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.describe())
+    }
+}
+
+impl Handler<Retire> for ClusterLogActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log replaced by a new CTR");
+        ctx.stop();
+    }
+}

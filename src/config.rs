@@ -27,6 +27,8 @@ pub struct Settings {
     pub workers: usize,
     /// Serve clustered-core / clustered-disk tables as single-host logs (no cluster).
     pub single_node_clustered: bool,
+    /// Serve clustered-core / clustered-disk across hosts through the local corosync.
+    pub corosync: bool,
     /// The root-only socket that `dm-ulogd status` asks.
     pub control_socket: PathBuf,
 }
@@ -39,6 +41,7 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub workers: Option<usize>,
     pub single_node_clustered: bool,
+    pub corosync: bool,
     pub control_socket: Option<PathBuf>,
 }
 
@@ -53,6 +56,7 @@ impl Settings {
             .set_default("log_level", "info")?
             .set_default("workers", EngineConfig::default().workers as u64)?
             .set_default("single_node_clustered", false)?
+            .set_default("corosync", false)?
             .set_default("control_socket", DEFAULT_CONTROL_SOCKET)?
             .add_source(File::from(path).format(FileFormat::Toml).required(required))
             .add_source(Environment::with_prefix("DM_ULOGD").try_parsing(true))
@@ -63,6 +67,7 @@ impl Settings {
                 "single_node_clustered",
                 overrides.single_node_clustered.then_some(true),
             )?
+            .set_override_option("corosync", overrides.corosync.then_some(true))?
             .set_override_option(
                 "control_socket",
                 overrides.control_socket.as_ref().map(|p| p.display().to_string()),

@@ -34,6 +34,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let config = EngineConfig {
         workers: settings.workers,
         single_node_clustered: settings.single_node_clustered,
+        corosync: settings.corosync,
     };
     let mut engine = Engine::start(config, transport);
     // Status is for operators: without its socket the daemon still serves the kernel.

@@ -43,6 +43,11 @@ struct Cli {
     /// [config: single_node_clustered; default: off]
     #[arg(long, global = true)]
     single_node_clustered: bool,
+    /// Serve clustered-core and clustered-disk tables across hosts: each log's state is kept
+    /// alike by the daemons of every host through the local corosync (CPG and quorum)
+    /// [config: corosync; default: off]
+    #[arg(long, global = true)]
+    corosync: bool,
     /// The root-only socket that `status` asks the running daemon through
     /// [config: control_socket; default: /run/dm-ulogd/control]
     #[arg(long, global = true, value_name = "PATH")]
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
         log_level,
         workers,
         single_node_clustered,
+        corosync,
         control_socket,
         command,
     } = Cli::parse();
@@ -94,8 +100,15 @@ fn main() -> ExitCode {
     // The simulator prints its own summary; the engine's lifecycle lines would drown it.
     let log_level =
         log_level.or_else(|| matches!(command, Command::Simulate(_)).then(|| "warn".to_owned()));
-    let overrides =
-        Overrides { config, transport, log_level, workers, single_node_clustered, control_socket };
+    let overrides = Overrides {
+        config,
+        transport,
+        log_level,
+        workers,
+        single_node_clustered,
+        corosync,
+        control_socket,
+    };
     let settings = match Settings::load(&overrides) {
         Ok(settings) => settings,
         Err(error) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::log_actor::Describe;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::socket_actor::{Drain, SocketActor};
 use crate::status::LogStatus;
@@ -29,6 +30,7 @@ pub struct Engine {
     socket: Addr<SocketActor>,
     stopped: tokio::sync::oneshot::Receiver<()>,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     workers: Vec<Arbiter>,
 }
 
@@ -38,22 +40,24 @@ impl Engine {
         let workers: Vec<Arbiter> = (0..config.workers).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(|w| w.handle()).collect();
         let registry = Arc::new(Registry::default());
+        let metrics = Arc::new(Metrics::default());
         let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
         let socket = SocketActor::new(
             config,
             registry.clone(),
+            metrics.clone(),
             transport.incoming,
             transport.replies,
             handles,
             stopped_tx,
         )
         .start();
-        Engine { socket, stopped, registry, workers }
+        Engine { socket, stopped, registry, metrics, workers }
     }
 
     /// A handle that reports on the logs, for a status endpoint; it outlives nothing.
     pub fn observer(&self) -> Observer {
-        Observer { registry: self.registry.clone() }
+        Observer { registry: self.registry.clone(), metrics: self.metrics.clone() }
     }
 
     /// How many logs are being served.
@@ -86,6 +90,7 @@ impl Engine {
 #[derive(Clone)]
 pub struct Observer {
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 impl Observer {
@@ -100,5 +105,10 @@ impl Observer {
         }
         logs.sort_by(|a, b| (&a.uuid, a.luid).cmp(&(&b.uuid, b.luid)));
         logs
+    }
+
+    /// The engine's request, error and latency counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }

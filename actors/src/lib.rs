@@ -11,8 +11,10 @@
 //! - [`store`]: the kernel's on-disk log format and its durable, block-granular commits;
 //! - [`transport`]: netlink connector, unix datagram socket or in-process channel;
 //! - the actors: a socket actor routing to one log actor per log, each disk log with a
-//!   flusher child; [`Engine`] starts them.
+//!   flusher child; [`Engine`] starts them;
+//! - [`metrics`]: what the actors count for operators (requests, errors, latencies).
 
+pub mod metrics;
 pub mod region;
 pub mod store;
 pub mod transport;

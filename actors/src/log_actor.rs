@@ -15,6 +15,7 @@ use roaring::RoaringBitmap;
 use tokio::sync::oneshot;
 
 use crate::flusher::{Flusher, ReadImage, WriteCommit};
+use crate::metrics::Metrics;
 use crate::region::{LogArgs, LogKind, RegionLog};
 use crate::registry::Registry;
 use crate::status::LogStatus;
@@ -31,6 +32,8 @@ pub struct LogRequest {
     pub header: RequestHeader,
     pub request: Request,
     pub peer: Peer,
+    /// When the datagram was taken from the transport, for the latency metrics.
+    pub received: Instant,
 }
 
 /// Commit what is pending, then stop; the sender is told when that is done.
@@ -48,6 +51,7 @@ struct ReplyTo {
     header: RequestHeader,
     peer: Peer,
     capacity: usize,
+    received: Instant,
 }
 
 /// Someone waiting for a commit to be durable.
@@ -112,6 +116,7 @@ pub struct LogActor {
     last_error: Option<String>,
     sink: ReplySink,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 impl LogActor {
@@ -121,6 +126,7 @@ impl LogActor {
         generation: u64,
         sink: ReplySink,
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
     ) -> LogActor {
         let region = RegionLog::new(&args);
         LogActor {
@@ -133,6 +139,7 @@ impl LogActor {
             last_error: None,
             sink,
             registry,
+            metrics,
         }
     }
 
@@ -146,6 +153,7 @@ impl LogActor {
             self.last_error = Some(format!("{request}: {errno}"));
         }
         self.sink.reply(&to.peer, &to.header, to.capacity, &reply);
+        self.metrics.answered(to.header.kind(), reply.as_ref().err().copied(), to.received);
     }
 
     fn release(&mut self, waiter: Waiter, reply: Reply) {
@@ -268,10 +276,12 @@ impl LogActor {
     fn commit_done(&mut self, result: Result<(), DeviceError>, ctx: &mut Context<Self>) {
         let Some(disk) = self.disk.as_mut() else { return };
         let Some(InFlight { waiters, touched, started }) = disk.in_flight.take() else { return };
+        let took = started.elapsed();
         if disk.commit_times.len() == COMMIT_TIMES_KEPT {
             disk.commit_times.pop_front();
         }
-        disk.commit_times.push_back(started.elapsed());
+        disk.commit_times.push_back(took);
+        self.metrics.committed(took);
         if result.is_err() {
             self.region.restore_touched(touched);
         }
@@ -387,9 +397,9 @@ impl Handler<LogRequest> for LogActor {
     type Result = ();
 
     fn handle(&mut self, msg: LogRequest, ctx: &mut Context<Self>) {
-        let LogRequest { header, request, peer } = msg;
+        let LogRequest { header, request, peer, received } = msg;
         let capacity = reply_capacity(&request, header.version);
-        let to = ReplyTo { header, peer, capacity };
+        let to = ReplyTo { header, peer, capacity, received };
         let is_disk = self.disk.is_some();
         match &request {
             Request::Ctr { .. } => self.construct(to, ctx),

@@ -8,10 +8,12 @@
 //! the kernel replay CTR and RESUME after a daemon restart).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 
 use crate::log_actor::{LogActor, LogRequest, Retire, Shutdown};
+use crate::metrics::Metrics;
 use crate::region::LogArgs;
 use crate::registry::Registry;
 use crate::transport::{Datagram, Incoming, Peer, ReplySink};
@@ -26,6 +28,7 @@ const STATUS_ROOM: usize = 64;
 pub struct SocketActor {
     config: EngineConfig,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     sink: ReplySink,
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
@@ -39,6 +42,7 @@ impl SocketActor {
     pub fn new(
         config: EngineConfig,
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
         incoming: Incoming,
         sink: ReplySink,
         workers: Vec<ArbiterHandle>,
@@ -47,6 +51,7 @@ impl SocketActor {
         SocketActor {
             config,
             registry,
+            metrics,
             sink,
             workers,
             next_worker: 0,
@@ -57,10 +62,12 @@ impl SocketActor {
     }
 
     fn dispatch(&mut self, datagram: Datagram) {
+        let received = Instant::now();
         let Datagram { bytes, peer } = datagram;
         let frame = match decode_frame(&bytes) {
             Ok(frame) => frame,
             Err(error) => {
+                self.metrics.unreadable();
                 tracing::warn!(%error, "datagram without a readable request");
                 if let Some(seq) = error.ack_seq() {
                     self.sink.ack(&peer, seq, Some(Errno::EAGAIN));
@@ -68,15 +75,18 @@ impl SocketActor {
                 return;
             }
         };
+        self.metrics.received(frame.header.kind());
         let request = match frame.request() {
             Ok(request) => request,
-            Err(error) => return self.refuse(&peer, &frame.header, error.errno(), &error),
+            Err(error) => {
+                return self.refuse(&peer, &frame.header, received, error.errno(), &error);
+            }
         };
         let header = frame.header;
         match request {
             Request::Ctr { ref args, .. } => match args.parse::<LogArgs>() {
-                Ok(parsed) => self.create(header, request, parsed, peer),
-                Err(error) => self.refuse(&peer, &header, error.errno(), &error),
+                Ok(parsed) => self.create(LogRequest { header, request, peer, received }, parsed),
+                Err(error) => self.refuse(&peer, &header, received, error.errno(), &error),
             },
             _ => {
                 let key = header.key();
@@ -85,23 +95,29 @@ impl SocketActor {
                     _ => self.registry.get(&key),
                 };
                 match routed {
-                    Some(addr) => addr.do_send(LogRequest { header, request, peer }),
-                    None => self.unknown_log(&peer, &header, &request),
+                    Some(addr) => addr.do_send(LogRequest { header, request, peer, received }),
+                    None => self.unknown_log(&peer, &header, received, &request),
                 }
             }
         }
     }
 
     /// CTR: a new log actor on the next worker; one already under this key is replaced.
-    fn create(&mut self, header: RequestHeader, request: Request, args: LogArgs, peer: Peer) {
+    fn create(&mut self, ctr: LogRequest, args: LogArgs) {
         if args.clustered && !self.config.single_node_clustered {
             let why = "clustered log types need a cluster; set single_node_clustered to serve them on one host";
-            return self.refuse(&peer, &header, Errno::EINVAL, &why);
+            return self.refuse(&ctr.peer, &ctr.header, ctr.received, Errno::EINVAL, &why);
         }
-        let key = header.key();
+        let key = ctr.header.key();
         let generation = self.registry.next_generation();
-        let actor =
-            LogActor::new(key.clone(), args, generation, self.sink.clone(), self.registry.clone());
+        let actor = LogActor::new(
+            key.clone(),
+            args,
+            generation,
+            self.sink.clone(),
+            self.registry.clone(),
+            self.metrics.clone(),
+        );
         let addr = match self.workers.get(self.next_worker % self.workers.len().max(1)) {
             Some(worker) => LogActor::start_in_arbiter(worker, |_| actor),
             None => actor.start(),
@@ -110,7 +126,7 @@ impl SocketActor {
         if let Some(old) = self.registry.insert(key, addr.clone(), generation) {
             old.do_send(Retire);
         }
-        addr.do_send(LogRequest { header, request, peer });
+        addr.do_send(ctr);
     }
 
     /// `-ESRCH`, which makes the kernel replay CTR and RESUME and retry the request.
@@ -120,19 +136,27 @@ impl SocketActor {
     /// leave the retry no room for its answer: kernel 6.1 then logged "Insufficient space to
     /// receive package [8] (8 vs 0)", read the retried IN_SYNC as "not in sync" and wrote the
     /// region to one leg only, unmarked. So the refusal carries zeroes of the answer's size.
-    fn unknown_log(&self, peer: &Peer, header: &RequestHeader, request: &Request) {
+    fn unknown_log(
+        &self,
+        peer: &Peer,
+        header: &RequestHeader,
+        received: Instant,
+        request: &Request,
+    ) {
         tracing::warn!(
             uuid = %header.uuid, luid = header.luid, request = ?header.kind(),
             errno = %Errno::ESRCH, "no such log: the kernel will replay CTR and RESUME"
         );
         let room = reply_capacity(request, header.version).min(STATUS_ROOM);
         self.sink.refuse_keeping_room(peer, header, Errno::ESRCH, room);
+        self.metrics.answered(header.kind(), Some(Errno::ESRCH), received);
     }
 
     fn refuse(
         &self,
         peer: &Peer,
         header: &RequestHeader,
+        received: Instant,
         errno: Errno,
         why: &dyn std::fmt::Display,
     ) {
@@ -141,6 +165,7 @@ impl SocketActor {
         );
         // An error reply carries no payload, so no capacity applies.
         self.sink.reply(peer, header, 0, &Err(errno));
+        self.metrics.answered(header.kind(), Some(errno), received);
     }
 }
 

@@ -152,8 +152,9 @@ impl LogActor {
             let request = to.header.kind().map_or("request", |k| k.name());
             self.last_error = Some(format!("{request}: {errno}"));
         }
-        self.sink.reply(&to.peer, &to.header, to.capacity, &reply);
+        // Counted first, so that whoever has the reply finds it counted.
         self.metrics.answered(to.header.kind(), reply.as_ref().err().copied(), to.received);
+        self.sink.reply(&to.peer, &to.header, to.capacity, &reply);
     }
 
     fn release(&mut self, waiter: Waiter, reply: Reply) {

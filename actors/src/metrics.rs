@@ -113,6 +113,7 @@ pub struct RequestCounts {
     /// Error replies by errno; only the errnos that occurred.
     pub errors: Vec<(Errno, u64)>,
     /// From the request's arrival to its reply's sending.
+    /// Its count is of replies, so it trails `received` while requests are in flight.
     pub duration: HistogramSnapshot,
 }
 
@@ -134,7 +135,8 @@ impl Metrics {
         self.received[request_slot(kind)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A request was answered, with an error reply if `errno`; `since` is its arrival.
+    /// A request's reply is about to be sent, an error reply if `errno`; `since` is its
+    /// arrival. Counted before the send, so that a client holding the reply finds it counted.
     pub(crate) fn answered(&self, kind: Option<RequestType>, errno: Option<Errno>, since: Instant) {
         let slot = request_slot(kind);
         self.durations[slot].observe(since.elapsed());

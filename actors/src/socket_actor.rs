@@ -148,8 +148,8 @@ impl SocketActor {
             errno = %Errno::ESRCH, "no such log: the kernel will replay CTR and RESUME"
         );
         let room = reply_capacity(request, header.version).min(STATUS_ROOM);
-        self.sink.refuse_keeping_room(peer, header, Errno::ESRCH, room);
         self.metrics.answered(header.kind(), Some(Errno::ESRCH), received);
+        self.sink.refuse_keeping_room(peer, header, Errno::ESRCH, room);
     }
 
     fn refuse(
@@ -163,9 +163,9 @@ impl SocketActor {
         tracing::warn!(
             uuid = %header.uuid, luid = header.luid, request = ?header.kind(), %errno, "{why}"
         );
+        self.metrics.answered(header.kind(), Some(errno), received);
         // An error reply carries no payload, so no capacity applies.
         self.sink.reply(peer, header, 0, &Err(errno));
-        self.metrics.answered(header.kind(), Some(errno), received);
     }
 }
 

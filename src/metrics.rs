@@ -22,6 +22,9 @@ use crate::exposition;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the logs may take to report. A log actor waiting on a hung log device answers
+/// nothing meanwhile; the scrape then fails (503) rather than hold its connection forever.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Far more than a scraper's request head (a few hundred bytes).
 const MAX_HEAD: usize = 8192;
 const MAX_CONNECTIONS: usize = 8;
@@ -80,10 +83,7 @@ async fn answer(mut stream: TcpStream, observer: &Observer) {
         }
         Ok(Ok(Some(head))) => match request_line(&head) {
             None => response("400 Bad Request", "text/plain", "bad request\n"),
-            Some(("GET", "/metrics")) => {
-                let body = exposition::render(observer.metrics(), &observer.status().await);
-                response("200 OK", CONTENT_TYPE, &body)
-            }
+            Some(("GET", "/metrics")) => scrape(observer).await,
             Some(("GET", _)) => response("404 Not Found", "text/plain", "try /metrics\n"),
             Some(_) => response("405 Method Not Allowed", "text/plain", "GET only\n"),
         },
@@ -93,6 +93,16 @@ async fn answer(mut stream: TcpStream, observer: &Observer) {
         stream.shutdown().await
     })
     .await;
+}
+
+/// The metrics, or 503 when the logs do not all report within [`STATUS_TIMEOUT`].
+async fn scrape(observer: &Observer) -> String {
+    match tokio::time::timeout(STATUS_TIMEOUT, observer.status()).await {
+        Ok(logs) => {
+            response("200 OK", CONTENT_TYPE, &exposition::render(observer.metrics(), &logs))
+        }
+        Err(_) => response("503 Service Unavailable", "text/plain", "logs late\n"),
+    }
 }
 
 /// The request head, up to its blank line; `None` when it is larger than [`MAX_HEAD`].

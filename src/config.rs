@@ -2,6 +2,7 @@
 //! `DM_ULOGD_*` environment variables, then command-line flags, each overriding the last.
 
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -20,6 +21,7 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/dm-ulogd/control";
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// `netlink` (the kernel) or `unix:PATH` (the same protocol on a unix datagram socket).
+    #[serde(deserialize_with = "from_text")]
     pub transport: TransportSpec,
     /// A tracing filter: `error`, `warn`, `info`, `debug`, `trace`, or per-module directives.
     pub log_level: String,
@@ -31,18 +33,47 @@ pub struct Settings {
     pub corosync: bool,
     /// The root-only socket that `dm-ulogd status` asks.
     pub control_socket: PathBuf,
+    /// Where the Prometheus metrics endpoint listens, if anywhere.
+    #[serde(deserialize_with = "from_text")]
+    pub metrics_listen: MetricsListen,
 }
 
-/// Command-line values that override every other layer.
-#[derive(Debug, Default)]
+/// Command-line values that override every other layer: the flags every subcommand takes.
+#[derive(Debug, Default, clap::Args)]
 pub struct Overrides {
+    /// Configuration file [default: /etc/dm-ulogd/dm-ulogd.toml, if it exists]
+    #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Where requests come from: `netlink` (the kernel) or `unix:PATH` (the same datagrams on
+    /// a unix socket, for the simulator and tests) [config: transport; default: netlink]
+    #[arg(long, global = true, value_name = "SPEC")]
     pub transport: Option<TransportSpec>,
+    /// Log filter: error, warn, info, debug, trace, or tracing directives
+    /// [config: log_level; default: info]
+    #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Extra threads that serve logs; 0 serves them on the socket's thread
+    /// [config: workers; default: 0]
+    #[arg(long, global = true, value_name = "N")]
     pub workers: Option<usize>,
+    /// Serve clustered-core and clustered-disk tables as single-host logs
+    /// [config: single_node_clustered; default: off]
+    #[arg(long, global = true)]
     pub single_node_clustered: bool,
+    /// Serve clustered-core and clustered-disk tables across hosts: each log's state is kept
+    /// alike by the daemons of every host through the local corosync (CPG and quorum)
+    /// [config: corosync; default: off]
+    #[arg(long, global = true)]
     pub corosync: bool,
+    /// The root-only socket that `status` asks the running daemon through
+    /// [config: control_socket; default: /run/dm-ulogd/control]
+    #[arg(long, global = true, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP at ADDR (`127.0.0.1:9877`, or a bare port for
+    /// 127.0.0.1; port 0 picks a free one, logged at start), or `off`
+    /// [config: metrics_listen; default: off]
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_listen: Option<MetricsListen>,
 }
 
 impl Settings {
@@ -58,6 +89,7 @@ impl Settings {
             .set_default("single_node_clustered", false)?
             .set_default("corosync", false)?
             .set_default("control_socket", DEFAULT_CONTROL_SOCKET)?
+            .set_default("metrics_listen", MetricsListen::Off.to_string())?
             .add_source(File::from(path).format(FileFormat::Toml).required(required))
             .add_source(Environment::with_prefix("DM_ULOGD").try_parsing(true))
             .set_override_option("transport", overrides.transport.as_ref().map(|t| t.to_string()))?
@@ -71,6 +103,10 @@ impl Settings {
             .set_override_option(
                 "control_socket",
                 overrides.control_socket.as_ref().map(|p| p.display().to_string()),
+            )?
+            .set_override_option(
+                "metrics_listen",
+                overrides.metrics_listen.as_ref().map(|m| m.to_string()),
             )?
             .build()?
             .try_deserialize()
@@ -105,10 +141,49 @@ impl fmt::Display for TransportSpec {
     }
 }
 
-impl<'de> Deserialize<'de> for TransportSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+/// The metrics endpoint: off (the default), or the TCP address it listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    Off,
+    On(SocketAddr),
+}
+
+impl FromStr for MetricsListen {
+    type Err = String;
+
+    /// `off`, `IP:PORT` (`[IPv6]:PORT`), or a bare port for 127.0.0.1: the metrics carry no
+    /// secrets but have no authentication either, so only a deliberate address leaves the host.
+    /// Host names are not resolved: a storage daemon's start must not wait for DNS.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "off" {
+            return Ok(MetricsListen::Off);
+        }
+        let address = match s.parse::<u16>() {
+            Ok(port) => Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+            Err(_) => s.parse::<SocketAddr>(),
+        };
+        address.map(MetricsListen::On).map_err(|_| {
+            format!("metrics_listen {s:?} is neither `off`, a port, nor an IP:PORT address")
+        })
     }
+}
+
+impl fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricsListen::Off => f.write_str("off"),
+            MetricsListen::On(address) => address.fmt(f),
+        }
+    }
+}
+
+/// Reads a value from its text form, with the message its `FromStr` gives.
+fn from_text<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]
@@ -122,5 +197,16 @@ mod tests {
         }
         assert!("unix:".parse::<TransportSpec>().is_err());
         assert!("tcp:1.2.3.4".parse::<TransportSpec>().is_err());
+    }
+
+    #[test]
+    fn metrics_listen_is_off_an_address_or_a_local_port() {
+        for text in ["off", "127.0.0.1:9877", "0.0.0.0:0", "[::1]:9877"] {
+            assert_eq!(text.parse::<MetricsListen>().unwrap().to_string(), text);
+        }
+        assert_eq!("9877".parse::<MetricsListen>().unwrap().to_string(), "127.0.0.1:9877");
+        for bad in ["", "on", "localhost:9877", "127.0.0.1", "70000", "127.0.0.1:70000"] {
+            assert!(bad.parse::<MetricsListen>().is_err(), "{bad:?}");
+        }
     }
 }

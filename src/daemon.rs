@@ -5,9 +5,9 @@ use dm_ulog_actors::transport::{missing_capabilities, Transport};
 use dm_ulog_actors::{Engine, EngineConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{Settings, TransportSpec};
-use crate::control;
+use crate::config::{MetricsListen, Settings, TransportSpec};
 use crate::notify::notify;
+use crate::{control, metrics};
 
 pub fn run(settings: Settings) -> Result<(), String> {
     actix::System::new().block_on(serve(settings))
@@ -45,7 +45,13 @@ async fn serve(settings: Settings) -> Result<(), String> {
             "control socket unavailable: `dm-ulogd status` will not reach this daemon"
         ),
     }
-    tracing::info!(transport = %settings.transport, workers = settings.workers, "serving");
+    if let MetricsListen::On(address) = settings.metrics_listen {
+        serve_metrics(address, engine.observer());
+    }
+    tracing::info!(
+        transport = %settings.transport, workers = settings.workers,
+        metrics = %settings.metrics_listen, "serving"
+    );
     notify("READY=1");
 
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -63,4 +69,23 @@ async fn serve(settings: Settings) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the metrics endpoint. Like the control socket, it is for operators, so failing to
+/// start it is an error line, not an exit: a daemon that refused to start over a port taken
+/// would leave every mirror waiting for its log, and systemd restarting it into the same
+/// failure. Alerting on a missing scrape target catches the failure instead.
+fn serve_metrics(address: std::net::SocketAddr, observer: dm_ulog_actors::Observer) {
+    let started = metrics::bind(address).and_then(|listener| {
+        let bound = listener.local_addr()?;
+        metrics::spawn(listener, observer)?;
+        Ok(bound)
+    });
+    match started {
+        // The bound address, which differs from the configured one for port 0.
+        Ok(bound) => tracing::info!(address = %bound, "metrics endpoint listening"),
+        Err(error) => tracing::error!(
+            %address, %error, "metrics endpoint unavailable: serving the kernel without it"
+        ),
+    }
 }

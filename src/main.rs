@@ -6,7 +6,9 @@
 mod config;
 mod control;
 mod daemon;
+mod exposition;
 mod inspect;
+mod metrics;
 mod notify;
 mod simulate;
 mod status;
@@ -17,41 +19,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Overrides, Settings, TransportSpec};
+use crate::config::{Overrides, Settings};
 
 /// Serves the kernel's `userspace` mirror log (dm-log-userspace) over the netlink
 /// connector: core, disk, and (single-node) clustered-core / clustered-disk logs.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Configuration file [default: /etc/dm-ulogd/dm-ulogd.toml, if it exists]
-    #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Where requests come from: `netlink` (the kernel) or `unix:PATH` (the same datagrams on
-    /// a unix socket, for the simulator and tests) [config: transport; default: netlink]
-    #[arg(long, global = true, value_name = "SPEC")]
-    transport: Option<TransportSpec>,
-    /// Log filter: error, warn, info, debug, trace, or tracing directives
-    /// [config: log_level; default: info]
-    #[arg(long, global = true, value_name = "FILTER")]
-    log_level: Option<String>,
-    /// Extra threads that serve logs; 0 serves them on the socket's thread
-    /// [config: workers; default: 0]
-    #[arg(long, global = true, value_name = "N")]
-    workers: Option<usize>,
-    /// Serve clustered-core and clustered-disk tables as single-host logs
-    /// [config: single_node_clustered; default: off]
-    #[arg(long, global = true)]
-    single_node_clustered: bool,
-    /// Serve clustered-core and clustered-disk tables across hosts: each log's state is kept
-    /// alike by the daemons of every host through the local corosync (CPG and quorum)
-    /// [config: corosync; default: off]
-    #[arg(long, global = true)]
-    corosync: bool,
-    /// The root-only socket that `status` asks the running daemon through
-    /// [config: control_socket; default: /run/dm-ulogd/control]
-    #[arg(long, global = true, value_name = "PATH")]
-    control_socket: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -82,33 +58,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let Cli {
-        config,
-        transport,
-        log_level,
-        workers,
-        single_node_clustered,
-        corosync,
-        control_socket,
-        command,
-    } = Cli::parse();
+    let Cli { mut overrides, command } = Cli::parse();
     let command = command.unwrap_or(Command::Run);
     // Reading a log offline needs neither configuration nor logging.
     if let Command::Inspect { path, json } = &command {
         return exit(inspect::run(path, *json));
     }
     // The simulator prints its own summary; the engine's lifecycle lines would drown it.
-    let log_level =
-        log_level.or_else(|| matches!(command, Command::Simulate(_)).then(|| "warn".to_owned()));
-    let overrides = Overrides {
-        config,
-        transport,
-        log_level,
-        workers,
-        single_node_clustered,
-        corosync,
-        control_socket,
-    };
+    if matches!(command, Command::Simulate(_)) {
+        overrides.log_level.get_or_insert_with(|| "warn".to_owned());
+    }
     let settings = match Settings::load(&overrides) {
         Ok(settings) => settings,
         Err(error) => {

@@ -10,83 +10,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{clean_on_disk, log_file, Daemon};
+use common::{clean_on_disk, log_file, Daemon, Raw, Seen};
 use dm_ulog_actors::units::RegionIndex;
-use dm_ulog_actors::wire::reply::decode_reply;
-use dm_ulog_actors::wire::{RegionBatch, Request, RequestHeader, Uuid, MAX_REQUEST_FRAME};
-use tokio::net::UnixDatagram;
-
-/// A client that sends hand-made datagrams.
-struct Raw {
-    socket: UnixDatagram,
-    daemon: PathBuf,
-    seq: u32,
-}
-
-/// A reply as the kernel reads it.
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    seq: u32,
-    error: i32,
-    data: Vec<u8>,
-}
-
-impl Raw {
-    fn new(dir: &Path, daemon: &Path) -> Raw {
-        let path = dir.join("raw.sock");
-        Raw { socket: UnixDatagram::bind(path).unwrap(), daemon: daemon.to_owned(), seq: 1000 }
-    }
-
-    /// A well-formed request datagram for `uuid`.
-    fn frame(&mut self, uuid: &str, request: &Request) -> (u32, Vec<u8>) {
-        self.seq += 1;
-        let header = RequestHeader {
-            luid: 77,
-            uuid: Uuid::new(uuid).unwrap(),
-            version: 3,
-            seq: self.seq,
-            request_type: request.kind() as u32,
-        };
-        let mut buf = vec![0u8; MAX_REQUEST_FRAME + 512];
-        let len = request.emit(&header, &mut buf);
-        buf.truncate(len);
-        (self.seq, buf)
-    }
-
-    async fn send(&self, datagram: &[u8]) {
-        self.socket.send_to(datagram, &self.daemon).await.unwrap();
-    }
-
-    async fn recv(&self) -> Seen {
-        let mut buf = vec![0u8; 65536];
-        let len = self.socket.recv(&mut buf).await.unwrap();
-        let reply = decode_reply(&buf[..len]).expect("a reply the kernel can read");
-        Seen { seq: reply.seq, error: reply.error, data: reply.data.to_vec() }
-    }
-
-    /// Sends a request and returns its reply.
-    async fn call(&mut self, uuid: &str, request: &Request) -> Seen {
-        let (seq, frame) = self.frame(uuid, request);
-        self.send(&frame).await;
-        let seen = self.recv().await;
-        assert_eq!(seen.seq, seq, "reply to the request just sent");
-        seen
-    }
-
-    /// Sends `datagram`, then a probe; true when the next reply is the probe's.
-    async fn unanswered(&mut self, datagram: &[u8]) -> bool {
-        self.send(datagram).await;
-        let (probe, frame) = self.frame("good", &Request::GetSyncCount);
-        self.send(&frame).await;
-        self.recv().await.seq == probe
-    }
-
-    /// Sends `datagram` and returns the one reply it gets.
-    async fn answer(&mut self, datagram: &[u8]) -> Seen {
-        self.send(datagram).await;
-        self.recv().await
-    }
-}
+use dm_ulog_actors::wire::{RegionBatch, Request};
 
 fn batch(regions: &[u64]) -> RegionBatch {
     RegionBatch::from_regions(regions).unwrap()

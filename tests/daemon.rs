@@ -45,6 +45,13 @@ fn bad_configuration_exits_2_with_a_clear_message() {
             "neither `netlink` nor `unix:PATH`",
         ),
         (vec![], vec![("DM_ULOGD_WORKERS", "lots")], "workers"),
+        (
+            vec!["--config".into(), write("metrics.toml", "metrics_listen = \"localhost:9877\"")],
+            vec![],
+            "metrics_listen \"localhost:9877\"",
+        ),
+        (vec![], vec![("DM_ULOGD_METRICS_LISTEN", "on")], "metrics_listen"),
+        (vec!["--metrics-listen".into(), "127.0.0.1:99999".into()], vec![], "--metrics-listen"),
         (vec!["--log-level".into(), "info,=[".into()], vec![], "log_level"),
     ];
     for (args, env, needle) in cases {

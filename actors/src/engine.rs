@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::cluster::Quorum;
 use crate::log_actor::Describe;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::socket_actor::{Drain, SocketActor};
 use crate::status::LogStatus;
@@ -33,6 +33,7 @@ pub struct Engine {
     socket: Addr<SocketActor>,
     stopped: tokio::sync::oneshot::Receiver<()>,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     workers: Vec<Arbiter>,
 }
 
@@ -42,24 +43,24 @@ impl Engine {
         let workers: Vec<Arbiter> = (0..config.workers).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(|w| w.handle()).collect();
         let registry = Arc::new(Registry::default());
+        let metrics = Arc::new(Metrics::default());
         let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
-        let quorum = config.corosync.then(Quorum::watch);
         let socket = SocketActor::new(
             config,
-            quorum,
             registry.clone(),
+            metrics.clone(),
             transport.incoming,
             transport.replies,
             handles,
             stopped_tx,
         )
         .start();
-        Engine { socket, stopped, registry, workers }
+        Engine { socket, stopped, registry, metrics, workers }
     }
 
     /// A handle that reports on the logs, for a status endpoint; it outlives nothing.
     pub fn observer(&self) -> Observer {
-        Observer { registry: self.registry.clone() }
+        Observer { registry: self.registry.clone(), metrics: self.metrics.clone() }
     }
 
     /// How many logs are being served.
@@ -92,6 +93,7 @@ impl Engine {
 #[derive(Clone)]
 pub struct Observer {
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 impl Observer {
@@ -106,5 +108,10 @@ impl Observer {
         }
         logs.sort_by(|a, b| (&a.uuid, a.luid).cmp(&(&b.uuid, b.luid)));
         logs
+    }
+
+    /// The engine's request, error and latency counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }

@@ -13,9 +13,11 @@
 //! - the actors: a socket actor routing to one log actor per log, each disk log with a
 //!   flusher child; [`Engine`] starts them;
 //! - [`cluster`]: the clustered log types, one state kept alike on several hosts over
-//!   corosync CPG.
+//!   corosync CPG;
+//! - [`metrics`]: what the actors count for operators (requests, errors, latencies).
 
 pub mod cluster;
+pub mod metrics;
 pub mod region;
 pub mod store;
 pub mod transport;

@@ -15,6 +15,7 @@ use roaring::RoaringBitmap;
 use tokio::sync::oneshot;
 
 use crate::flusher::{Flusher, ReadImage, WriteCommit};
+use crate::metrics::Metrics;
 use crate::region::{LogArgs, LogKind, RegionLog};
 use crate::registry::Registry;
 use crate::reply_to::ReplyTo;
@@ -31,6 +32,8 @@ pub struct LogRequest {
     pub header: RequestHeader,
     pub request: Request,
     pub peer: Peer,
+    /// When the datagram was taken from the transport, for the latency metrics.
+    pub received: Instant,
 }
 
 /// Commit what is pending, then stop; the sender is told when that is done.
@@ -105,6 +108,7 @@ pub struct LogActor {
     last_error: Option<String>,
     sink: ReplySink,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 impl LogActor {
@@ -114,6 +118,7 @@ impl LogActor {
         generation: u64,
         sink: ReplySink,
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
     ) -> LogActor {
         let region = RegionLog::new(&args);
         LogActor {
@@ -126,11 +131,12 @@ impl LogActor {
             last_error: None,
             sink,
             registry,
+            metrics,
         }
     }
 
     fn respond(&mut self, to: &ReplyTo, reply: Reply) {
-        if let Some(error) = to.send(&self.sink, &self.key, &reply) {
+        if let Some(error) = to.send(&self.sink, &self.metrics, &self.key, &reply) {
             self.last_error = Some(error);
         }
     }
@@ -255,10 +261,12 @@ impl LogActor {
     fn commit_done(&mut self, result: Result<(), DeviceError>, ctx: &mut Context<Self>) {
         let Some(disk) = self.disk.as_mut() else { return };
         let Some(InFlight { waiters, touched, started }) = disk.in_flight.take() else { return };
+        let took = started.elapsed();
         if disk.commit_times.len() == COMMIT_TIMES_KEPT {
             disk.commit_times.pop_front();
         }
-        disk.commit_times.push_back(started.elapsed());
+        disk.commit_times.push_back(took);
+        self.metrics.committed(took);
         if result.is_err() {
             self.region.restore_touched(touched);
         }
@@ -357,8 +365,8 @@ impl Handler<LogRequest> for LogActor {
     type Result = ();
 
     fn handle(&mut self, msg: LogRequest, ctx: &mut Context<Self>) {
-        let LogRequest { header, request, peer } = msg;
-        let to = ReplyTo::new(header, peer, &request);
+        let LogRequest { header, request, peer, received } = msg;
+        let to = ReplyTo::new(header, peer, &request, received);
         let is_disk = self.disk.is_some();
         match &request {
             Request::Ctr { .. } => self.construct(to, ctx),

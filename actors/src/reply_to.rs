@@ -1,6 +1,10 @@
 //! [`ReplyTo`]: where a log actor's answer to one kernel request goes, and the one way every
-//! log actor sends it, so that every refusal gets its tracing line with the log's uuid.
+//! log actor sends it, so that every answer is counted and every refusal gets its tracing
+//! line with the log's uuid.
 
+use std::time::Instant;
+
+use crate::metrics::Metrics;
 use crate::transport::{Peer, ReplySink};
 use crate::wire::reply::reply_capacity;
 use crate::wire::{LogKey, Reply, Request, RequestHeader};
@@ -10,16 +14,27 @@ pub(crate) struct ReplyTo {
     pub peer: Peer,
     /// What the kernel accepts for this request type.
     pub capacity: usize,
+    /// When the datagram was taken from the transport, for the latency metrics.
+    pub received: Instant,
 }
 
 impl ReplyTo {
-    pub fn new(header: RequestHeader, peer: Peer, request: &Request) -> ReplyTo {
+    pub fn new(header: RequestHeader, peer: Peer, request: &Request, received: Instant) -> ReplyTo {
         let capacity = reply_capacity(request, header.version);
-        ReplyTo { header, peer, capacity }
+        ReplyTo { header, peer, capacity, received }
     }
 
-    /// Sends `reply`; a refusal is traced, and returned as text for the log's status.
-    pub fn send(&self, sink: &ReplySink, key: &LogKey, reply: &Reply) -> Option<String> {
+    /// Counts and sends `reply`; a refusal is traced, and returned as text for the log's
+    /// status.
+    pub fn send(
+        &self,
+        sink: &ReplySink,
+        metrics: &Metrics,
+        key: &LogKey,
+        reply: &Reply,
+    ) -> Option<String> {
+        // Counted first, so that whoever has the reply finds it counted.
+        metrics.answered(self.header.kind(), reply.as_ref().err().copied(), self.received);
         sink.reply(&self.peer, &self.header, self.capacity, reply);
         let Err(errno) = reply else { return None };
         tracing::warn!(

@@ -8,11 +8,13 @@
 //! the kernel replay CTR and RESUME after a daemon restart).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 
 use crate::cluster::{ClusterLogActor, Quorum};
 use crate::log_actor::{LogActor, LogRequest, Retire, Shutdown};
+use crate::metrics::Metrics;
 use crate::region::LogArgs;
 use crate::registry::{LogHandle, Registry};
 use crate::transport::{Datagram, Incoming, Peer, ReplySink};
@@ -29,6 +31,7 @@ pub struct SocketActor {
     /// The node's quorum, when clustered logs are served through corosync.
     quorum: Option<Quorum>,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     sink: ReplySink,
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
@@ -41,17 +44,18 @@ pub struct SocketActor {
 impl SocketActor {
     pub fn new(
         config: EngineConfig,
-        quorum: Option<Quorum>,
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
         incoming: Incoming,
         sink: ReplySink,
         workers: Vec<ArbiterHandle>,
         stopped: tokio::sync::oneshot::Sender<()>,
     ) -> SocketActor {
         SocketActor {
+            quorum: config.corosync.then(Quorum::watch),
             config,
-            quorum,
             registry,
+            metrics,
             sink,
             workers,
             next_worker: 0,
@@ -62,10 +66,12 @@ impl SocketActor {
     }
 
     fn dispatch(&mut self, datagram: Datagram) {
+        let received = Instant::now();
         let Datagram { bytes, peer } = datagram;
         let frame = match decode_frame(&bytes) {
             Ok(frame) => frame,
             Err(error) => {
+                self.metrics.unreadable();
                 tracing::warn!(%error, "datagram without a readable request");
                 if let Some(seq) = error.ack_seq() {
                     self.sink.ack(&peer, seq, Some(Errno::EAGAIN));
@@ -73,15 +79,18 @@ impl SocketActor {
                 return;
             }
         };
+        self.metrics.received(frame.header.kind());
         let request = match frame.request() {
             Ok(request) => request,
-            Err(error) => return self.refuse(&peer, &frame.header, error.errno(), &error),
+            Err(error) => {
+                return self.refuse(&peer, &frame.header, received, error.errno(), &error);
+            }
         };
         let header = frame.header;
         match request {
             Request::Ctr { ref args, .. } => match args.parse::<LogArgs>() {
-                Ok(parsed) => self.create(header, request, parsed, peer),
-                Err(error) => self.refuse(&peer, &header, error.errno(), &error),
+                Ok(parsed) => self.create(LogRequest { header, request, peer, received }, parsed),
+                Err(error) => self.refuse(&peer, &header, received, error.errno(), &error),
             },
             _ => {
                 let key = header.key();
@@ -90,43 +99,53 @@ impl SocketActor {
                     _ => self.registry.get(&key),
                 };
                 match routed {
-                    Some(log) => log.request.do_send(LogRequest { header, request, peer }),
-                    None => self.unknown_log(&peer, &header, &request),
+                    Some(log) => {
+                        log.request.do_send(LogRequest { header, request, peer, received })
+                    }
+                    None => self.unknown_log(&peer, &header, received, &request),
                 }
             }
         }
     }
 
     /// CTR: a new log actor on the next worker; one already under this key is replaced.
-    fn create(&mut self, header: RequestHeader, request: Request, args: LogArgs, peer: Peer) {
+    fn create(&mut self, ctr: LogRequest, args: LogArgs) {
         let quorum = match (&self.quorum, args.clustered, self.config.single_node_clustered) {
             (Some(quorum), true, _) => Some(quorum.clone()),
             (None, true, false) => {
                 let why = "clustered log types need a cluster: set corosync (or single_node_clustered to serve them on this host alone)";
-                return self.refuse(&peer, &header, Errno::EINVAL, &why);
+                return self.refuse(&ctr.peer, &ctr.header, ctr.received, Errno::EINVAL, &why);
             }
             _ => None,
         };
-        let key = header.key();
+        let key = ctr.header.key();
         let generation = self.registry.next_generation();
-        let (sink, registry) = (self.sink.clone(), self.registry.clone());
+        let (sink, registry, metrics) =
+            (self.sink.clone(), self.registry.clone(), self.metrics.clone());
         let worker = self.workers.get(self.next_worker % self.workers.len().max(1)).cloned();
         self.next_worker = self.next_worker.wrapping_add(1);
         let log = match quorum {
             Some(quorum) => {
-                let actor =
-                    ClusterLogActor::new(key.clone(), args, generation, quorum, sink, registry);
+                let actor = ClusterLogActor::new(
+                    key.clone(),
+                    args,
+                    generation,
+                    quorum,
+                    sink,
+                    registry,
+                    metrics,
+                );
                 LogHandle::of(&start_on(worker, actor))
             }
             None => {
-                let actor = LogActor::new(key.clone(), args, generation, sink, registry);
+                let actor = LogActor::new(key.clone(), args, generation, sink, registry, metrics);
                 LogHandle::of(&start_on(worker, actor))
             }
         };
         if let Some(old) = self.registry.insert(key, log.clone(), generation) {
             old.retire.do_send(Retire);
         }
-        log.request.do_send(LogRequest { header, request, peer });
+        log.request.do_send(ctr);
     }
 
     /// `-ESRCH`, which makes the kernel replay CTR and RESUME and retry the request.
@@ -136,12 +155,19 @@ impl SocketActor {
     /// leave the retry no room for its answer: kernel 6.1 then logged "Insufficient space to
     /// receive package [8] (8 vs 0)", read the retried IN_SYNC as "not in sync" and wrote the
     /// region to one leg only, unmarked. So the refusal carries zeroes of the answer's size.
-    fn unknown_log(&self, peer: &Peer, header: &RequestHeader, request: &Request) {
+    fn unknown_log(
+        &self,
+        peer: &Peer,
+        header: &RequestHeader,
+        received: Instant,
+        request: &Request,
+    ) {
         tracing::warn!(
             uuid = %header.uuid, luid = header.luid, request = ?header.kind(),
             errno = %Errno::ESRCH, "no such log: the kernel will replay CTR and RESUME"
         );
         let room = reply_capacity(request, header.version).min(STATUS_ROOM);
+        self.metrics.answered(header.kind(), Some(Errno::ESRCH), received);
         self.sink.refuse_keeping_room(peer, header, Errno::ESRCH, room);
     }
 
@@ -149,12 +175,14 @@ impl SocketActor {
         &self,
         peer: &Peer,
         header: &RequestHeader,
+        received: Instant,
         errno: Errno,
         why: &dyn std::fmt::Display,
     ) {
         tracing::warn!(
             uuid = %header.uuid, luid = header.luid, request = ?header.kind(), %errno, "{why}"
         );
+        self.metrics.answered(header.kind(), Some(errno), received);
         // An error reply carries no payload, so no capacity applies.
         self.sink.reply(peer, header, 0, &Err(errno));
     }

@@ -9,6 +9,9 @@ use std::time::Duration;
 use dm_ulog_actors::sim::{KernelLink, LogTable, SimLog};
 use dm_ulog_actors::store::format::image_size;
 use dm_ulog_actors::units::RegionCount;
+use dm_ulog_actors::wire::reply::decode_reply;
+use dm_ulog_actors::wire::{Request, RequestHeader, Uuid, MAX_REQUEST_FRAME};
+use tokio::net::UnixDatagram;
 
 /// A dm-ulogd process serving `unix:<dir>/dm-ulogd.sock`.
 pub struct Daemon {
@@ -66,6 +69,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// kill -9.
@@ -131,4 +138,76 @@ pub fn sim_log(
 pub fn clean_on_disk(path: &Path, region: u64) -> bool {
     let image = std::fs::read(path).unwrap();
     image[1024 + (region / 8) as usize] & (1 << (region % 8)) != 0
+}
+
+/// A client that sends hand-made datagrams.
+pub struct Raw {
+    socket: UnixDatagram,
+    daemon: PathBuf,
+    seq: u32,
+}
+
+/// A reply as the kernel reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub seq: u32,
+    pub error: i32,
+    pub data: Vec<u8>,
+}
+
+impl Raw {
+    pub fn new(dir: &Path, daemon: &Path) -> Raw {
+        let path = dir.join("raw.sock");
+        Raw { socket: UnixDatagram::bind(path).unwrap(), daemon: daemon.to_owned(), seq: 1000 }
+    }
+
+    /// A well-formed request datagram for `uuid`.
+    pub fn frame(&mut self, uuid: &str, request: &Request) -> (u32, Vec<u8>) {
+        self.seq += 1;
+        let header = RequestHeader {
+            luid: 77,
+            uuid: Uuid::new(uuid).unwrap(),
+            version: 3,
+            seq: self.seq,
+            request_type: request.kind() as u32,
+        };
+        let mut buf = vec![0u8; MAX_REQUEST_FRAME + 512];
+        let len = request.emit(&header, &mut buf);
+        buf.truncate(len);
+        (self.seq, buf)
+    }
+
+    pub async fn send(&self, datagram: &[u8]) {
+        self.socket.send_to(datagram, &self.daemon).await.unwrap();
+    }
+
+    pub async fn recv(&self) -> Seen {
+        let mut buf = vec![0u8; 65536];
+        let len = self.socket.recv(&mut buf).await.unwrap();
+        let reply = decode_reply(&buf[..len]).expect("a reply the kernel can read");
+        Seen { seq: reply.seq, error: reply.error, data: reply.data.to_vec() }
+    }
+
+    /// Sends a request and returns its reply.
+    pub async fn call(&mut self, uuid: &str, request: &Request) -> Seen {
+        let (seq, frame) = self.frame(uuid, request);
+        self.send(&frame).await;
+        let seen = self.recv().await;
+        assert_eq!(seen.seq, seq, "reply to the request just sent");
+        seen
+    }
+
+    /// Sends `datagram`, then a probe; true when the next reply is the probe's.
+    pub async fn unanswered(&mut self, datagram: &[u8]) -> bool {
+        self.send(datagram).await;
+        let (probe, frame) = self.frame("good", &Request::GetSyncCount);
+        self.send(&frame).await;
+        self.recv().await.seq == probe
+    }
+
+    /// Sends `datagram` and returns the one reply it gets.
+    pub async fn answer(&mut self, datagram: &[u8]) -> Seen {
+        self.send(datagram).await;
+        self.recv().await
+    }
 }

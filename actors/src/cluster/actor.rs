@@ -30,6 +30,7 @@ use super::replica::{Effect, Replica};
 use super::state::{ClusterState, Op};
 use crate::flusher::{Flusher, WriteCommit};
 use crate::log_actor::{Describe, LogRequest, Retire, Shutdown};
+use crate::metrics::Metrics;
 use crate::region::{LogArgs, LogKind};
 use crate::registry::Registry;
 use crate::reply_to::ReplyTo;
@@ -87,6 +88,7 @@ pub struct ClusterLogActor {
     quorum: Quorum,
     sink: ReplySink,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     /// What the state starts from should this member be the group's first: from CTR.
     fresh: RoaringBitmap,
     /// Made when the member first joins its group, and kept (detached) when it leaves.
@@ -114,6 +116,7 @@ impl ClusterLogActor {
         quorum: Quorum,
         sink: ReplySink,
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
     ) -> ClusterLogActor {
         ClusterLogActor {
             key,
@@ -122,6 +125,7 @@ impl ClusterLogActor {
             quorum,
             sink,
             registry,
+            metrics,
             fresh: RoaringBitmap::new(),
             replica: None,
             group: None,
@@ -151,7 +155,7 @@ impl ClusterLogActor {
     }
 
     fn respond(&mut self, to: &ReplyTo, reply: Reply) {
-        if let Some(error) = to.send(&self.sink, &self.key, &reply) {
+        if let Some(error) = to.send(&self.sink, &self.metrics, &self.key, &reply) {
             self.last_error = Some(error);
         }
     }
@@ -550,8 +554,8 @@ impl Handler<LogRequest> for ClusterLogActor {
     type Result = ();
 
     fn handle(&mut self, msg: LogRequest, ctx: &mut Context<Self>) {
-        let LogRequest { header, request, peer } = msg;
-        let to = ReplyTo::new(header, peer, &request);
+        let LogRequest { header, request, peer, received } = msg;
+        let to = ReplyTo::new(header, peer, &request, received);
         match &request {
             Request::Ctr { .. } => self.construct(to, ctx),
             Request::Dtr => {

@@ -24,6 +24,34 @@ impl Errno {
     pub fn from_io(err: &std::io::Error) -> Errno {
         Errno(err.raw_os_error().unwrap_or(libc::EIO))
     }
+
+    /// The symbolic name (`EINVAL`) of the errnos this daemon sends: its own, and those
+    /// opening, reading or writing a log device can fail with; `None` for any other.
+    pub fn name(self) -> Option<&'static str> {
+        const NAMES: [(i32, &str); 20] = [
+            (libc::EPERM, "EPERM"),
+            (libc::ENOENT, "ENOENT"),
+            (libc::ESRCH, "ESRCH"),
+            (libc::EIO, "EIO"),
+            (libc::ENXIO, "ENXIO"),
+            (libc::EAGAIN, "EAGAIN"),
+            (libc::ENOMEM, "ENOMEM"),
+            (libc::EACCES, "EACCES"),
+            (libc::ENOTBLK, "ENOTBLK"),
+            (libc::EBUSY, "EBUSY"),
+            (libc::ENODEV, "ENODEV"),
+            (libc::ENOTDIR, "ENOTDIR"),
+            (libc::EISDIR, "EISDIR"),
+            (libc::EINVAL, "EINVAL"),
+            (libc::ENFILE, "ENFILE"),
+            (libc::EMFILE, "EMFILE"),
+            (libc::ENOSPC, "ENOSPC"),
+            (libc::EROFS, "EROFS"),
+            (libc::ELOOP, "ELOOP"),
+            (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+        ];
+        NAMES.iter().find(|(value, _)| *value == self.0).map(|(_, name)| *name)
+    }
 }
 
 impl fmt::Display for Errno {

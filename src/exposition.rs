@@ -1,0 +1,166 @@
+//! The engine's counters and its logs' state in the Prometheus text exposition format
+//! (version 0.0.4), as the metrics endpoint serves them.
+//!
+//! Names follow Prometheus conventions: the `dm_ulogd_` prefix, base units (`_seconds`,
+//! `_bytes`), `_total` on counters. Per-log series are labelled by `uuid` and `luid`, since
+//! the live and the inactive table of one mirror share a uuid.
+
+use std::fmt::Write;
+
+use dm_ulog_actors::metrics::{HistogramSnapshot, Metrics};
+use dm_ulog_actors::LogStatus;
+
+/// The log types a table can name, so that each has a `dm_ulogd_logs` series, 0 or not.
+const LOG_TYPES: [&str; 4] = ["core", "disk", "clustered-core", "clustered-disk"];
+
+/// A disk log's health letter and the state name the metrics give it.
+const DEVICE_STATES: [(char, &str); 3] = [('A', "alive"), ('D', "failed"), ('F', "flush_failed")];
+
+/// One scrape's worth of text.
+pub fn render(metrics: &Metrics, logs: &[LogStatus]) -> String {
+    let mut out = Exposition::default();
+    out.family("dm_ulogd_build_info", "gauge", "The running dm-ulogd's version; always 1.");
+    out.sample("dm_ulogd_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
+
+    let requests = metrics.requests();
+    let name = "dm_ulogd_requests_total";
+    out.family(name, "counter", "Requests received with a readable header, by request type.");
+    for counts in &requests {
+        out.sample(name, &[("request", counts.request)], counts.received);
+    }
+    let name = "dm_ulogd_request_errors_total";
+    out.family(name, "counter", "Requests answered with an error, by request type and errno.");
+    for counts in &requests {
+        for (errno, count) in &counts.errors {
+            let errno = errno.name().map_or_else(|| errno.0.to_string(), str::to_owned);
+            out.sample(name, &[("request", counts.request), ("errno", &errno)], *count);
+        }
+    }
+    let name = "dm_ulogd_request_duration_seconds";
+    out.family(name, "histogram", "Time from a request's arrival to its reply, by request type.");
+    for counts in &requests {
+        out.histogram(name, &[("request", counts.request)], &counts.duration);
+    }
+    let name = "dm_ulogd_disk_commit_duration_seconds";
+    out.family(
+        name,
+        "histogram",
+        "Time to write a disk log's changed blocks and make them durable; FLUSH replies wait for it.",
+    );
+    out.histogram(name, &[], &metrics.commits());
+    let name = "dm_ulogd_unreadable_datagrams_total";
+    out.family(name, "counter", "Datagrams without a readable request header.");
+    out.sample(name, &[], metrics.unreadable_datagrams());
+
+    let name = "dm_ulogd_logs";
+    out.family(name, "gauge", "Logs served, by log type.");
+    for log_type in LOG_TYPES {
+        let count = logs.iter().filter(|log| log.log_type == log_type).count();
+        out.sample(name, &[("type", log_type)], count as u64);
+    }
+    render_logs(&mut out, logs);
+    out.text
+}
+
+/// The per-log gauges, one family at a time as the format requires.
+fn render_logs(out: &mut Exposition, logs: &[LogStatus]) {
+    type Gauge = (&'static str, &'static str, fn(&LogStatus) -> u64);
+    let gauges: [Gauge; 5] = [
+        ("dm_ulogd_log_regions", "Regions of the log.", |log| log.regions),
+        (
+            "dm_ulogd_log_regions_in_sync",
+            "Regions in sync on every mirror leg; resync is done when it equals dm_ulogd_log_regions.",
+            |log| log.in_sync,
+        ),
+        (
+            "dm_ulogd_log_regions_dirty",
+            "Regions marked for writes in flight (or not yet cleared).",
+            |log| log.dirty,
+        ),
+        ("dm_ulogd_log_regions_recovering", "Regions being resynced now.", |log| log.recovering),
+        ("dm_ulogd_log_region_size_bytes", "Size of one region.", |log| {
+            u64::from(log.region_size) * 512
+        }),
+    ];
+    let luids: Vec<String> = logs.iter().map(|log| log.luid.to_string()).collect();
+    let id = |i: usize| [("uuid", logs[i].uuid.as_str()), ("luid", luids[i].as_str())];
+    let name = "dm_ulogd_log_info";
+    out.family(name, "gauge", "One series per log, always 1, labelled with its type and device.");
+    for (i, log) in logs.iter().enumerate() {
+        let [uuid, luid] = id(i);
+        let device = log.device.as_deref().unwrap_or("");
+        out.sample(name, &[uuid, luid, ("type", &log.log_type), ("device", device)], 1);
+    }
+    for (name, help, value) in gauges {
+        out.family(name, "gauge", help);
+        for (i, log) in logs.iter().enumerate() {
+            out.sample(name, &id(i), value(log));
+        }
+    }
+    let name = "dm_ulogd_log_device_state";
+    out.family(
+        name,
+        "gauge",
+        "A disk log's device state: 1 for the state it is in (alive, failed, flush_failed).",
+    );
+    for (i, log) in logs.iter().enumerate() {
+        let Some(health) = log.health else { continue };
+        let [uuid, luid] = id(i);
+        for (letter, state) in DEVICE_STATES {
+            out.sample(name, &[uuid, luid, ("state", state)], u64::from(health == letter));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (label, value)) in labels.iter().enumerate() {
+                let comma = if i == 0 { "" } else { "," };
+                let _ = write!(self.text, "{comma}{label}=\"{}\"", escape(value));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &HistogramSnapshot) {
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in &histogram.buckets {
+            let le = if bound.is_infinite() { "+Inf".to_owned() } else { bound.to_string() };
+            let labels: Vec<(&str, &str)> =
+                labels.iter().copied().chain([("le", le.as_str())]).collect();
+            self.sample(&bucket, &labels, count);
+        }
+        self.sample(&format!("{name}_sum"), labels, histogram.sum_seconds);
+        self.sample(&format!("{name}_count"), labels, histogram.count());
+    }
+}
+
+/// A label value as the format quotes it: backslash, double quote and newline escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = Exposition::default();
+        out.sample("m", &[("uuid", "a\"b\\c\nd")], 1);
+        assert_eq!(out.text, "m{uuid=\"a\\\"b\\\\c\\nd\"} 1\n");
+    }
+}

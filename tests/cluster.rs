@@ -404,3 +404,58 @@ async fn a_member_joining_a_16_mi_region_log_gets_all_of_its_state() {
     mark(&logs[1], &[marked.0]).await;
     assert!(!is_clean(&joiner, marked.0).await);
 }
+
+#[tokio::test]
+async fn a_killed_corosync_takes_its_node_out_until_it_is_back() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::up();
+    let dir = cluster.dir.path().display().to_string();
+    let logs = cluster.log_everywhere("corosync", "clustered-core 8 nosync", 64).await;
+    mark(&logs[2], &[7]).await;
+    script(&["stop-corosync", &dir, "3"]);
+    // The survivors see node 3 go down: its mark is out of sync, and they carry on.
+    while in_sync(&logs[0], 7).await {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    mark(&logs[1], &[8]).await;
+    // Node 3's daemon lost its group with its corosync; its next request waits for both.
+    let waiting = tokio::spawn({
+        let log = SimLog::new(cluster.links[&3].clone(), logs[2].table.clone(), 0x1003, 64);
+        async move { mark(&log, &[9]).await }
+    });
+    while !cluster.output(3).contains("lost corosync") {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!waiting.is_finished());
+    script(&["start-corosync", &dir, "3"]);
+    waiting.await.unwrap();
+    for log in &logs {
+        assert!(!is_clean(log, 8).await && !is_clean(log, 9).await);
+        assert!(!in_sync(log, 7).await);
+    }
+    // Node 3 came back as a new member holding the group's state: it helps resync 7.
+    assert_eq!(resync(&logs[2]).await, vec![7]);
+    for log in &logs {
+        assert_eq!(sync_count(log).await, 64);
+    }
+}
+
+#[tokio::test]
+async fn a_lone_member_keeps_its_state_across_suspend_and_resume() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::up();
+    let mut log = cluster.log(1, "alone", "clustered-core 8", 64);
+    log.create().await.unwrap();
+    for region in 0..40 {
+        log.direct(&Request::SetRegionSync { region: RegionIndex(region), in_sync: true })
+            .await
+            .unwrap();
+    }
+    mark(&log, &[50]).await;
+    clear(&log, &[50]).await;
+    log.direct(&Request::Presuspend).await.unwrap();
+    log.direct(&Request::Postsuspend).await.unwrap();
+    log.direct(&Request::Resume).await.unwrap();
+    assert_eq!(sync_count(&log).await, 40, "a suspend is no reason to resync");
+    assert!(is_clean(&log, 50).await);
+}

@@ -28,7 +28,7 @@ use super::message::Message;
 use super::quorum::Quorum;
 use super::replica::{Effect, Replica};
 use super::state::{ClusterState, Op};
-use crate::flusher::{Flusher, WriteCommit};
+use crate::flusher::{Flusher, ReadImage, WriteCommit};
 use crate::log_actor::{Describe, LogRequest, Retire, Shutdown};
 use crate::metrics::Metrics;
 use crate::region::{LogArgs, LogKind};
@@ -79,6 +79,9 @@ struct Disk {
     committing: bool,
     /// A FLUSH (or a change of writer) asks for a commit.
     wanted: bool,
+    /// Set on leaving the group: what the device holds now is read before joining again.
+    read_before_join: bool,
+    reading: bool,
 }
 
 pub struct ClusterLogActor {
@@ -104,7 +107,6 @@ pub struct ClusterLogActor {
     /// The position in the total order up to which the log device is durable.
     durable: u64,
     retry_scheduled: bool,
-    closing: bool,
     last_error: Option<String>,
 }
 
@@ -136,7 +138,6 @@ impl ClusterLogActor {
             outbox: VecDeque::new(),
             durable: 0,
             retry_scheduled: false,
-            closing: false,
             last_error: None,
         }
     }
@@ -194,6 +195,8 @@ impl ClusterLogActor {
                         on_disk: None,
                         committing: false,
                         wanted: false,
+                        read_before_join: false,
+                        reading: false,
                     });
                     act.fresh = loaded.dirty;
                     tracing::info!(uuid = %act.key.uuid, luid = act.key.luid, args = %act.args, "clustered log created");
@@ -213,6 +216,15 @@ impl ClusterLogActor {
         if self.group.is_some() || !self.active || !self.quorum.is_quorate() {
             return;
         }
+        if let Some(disk) = &mut self.disk {
+            if disk.reading {
+                return;
+            }
+            if disk.read_before_join {
+                disk.reading = true;
+                return self.read_device(ctx);
+            }
+        }
         match CpgGroup::join(&self.group_name()) {
             Ok((group, events)) => {
                 let me = group.me();
@@ -230,19 +242,49 @@ impl ClusterLogActor {
         }
     }
 
-    /// Leaves the group: the replica stops being current, and ops in flight will be sent
-    /// again once this member is back (every op is idempotent for its sender).
-    fn leave(&mut self, ctx: &mut Context<Self>) {
+    /// Reads the log device into what the state would start from, then tries to join.
+    fn read_device(&mut self, ctx: &mut Context<Self>) {
+        let Some(disk) = &self.disk else { return };
+        let size = image_size(disk.layout.count, disk.layout.block_size);
+        let (count, sync) = (self.args.region_count(), self.args.sync);
+        let read = disk.flusher.send(ReadImage(size));
+        ctx.spawn(read.into_actor(self).map(move |read, act, ctx| {
+            let Some(disk) = act.disk.as_mut() else { return };
+            disk.reading = false;
+            match read {
+                Ok(Ok(image)) => {
+                    disk.read_before_join = false;
+                    let fresh = format::load(&image, count, sync).dirty;
+                    match &mut act.replica {
+                        Some(replica) => replica.detach(fresh),
+                        None => act.fresh = fresh,
+                    }
+                }
+                // Joining waits for a readable device; the retry reads again.
+                _ => tracing::warn!(uuid = %act.key.uuid, luid = act.key.luid, "log device unreadable; not joining yet"),
+            }
+            act.pump(ctx);
+        }));
+    }
+
+    /// Leaves the group (`clean`: after POSTSUSPEND): the replica stops being current, and
+    /// ops in flight will be sent again once this member is back (every op is idempotent
+    /// for its sender).
+    fn leave(&mut self, ctx: &mut Context<Self>, clean: bool) {
         if let Some(events) = self.events.take() {
             ctx.cancel_future(events);
         }
         self.group = None;
         self.outbox.clear();
         if let Some(replica) = &mut self.replica {
-            replica.detach();
+            let knowledge = replica.leaving_knowledge(clean);
+            replica.detach(knowledge);
         }
         if let Some(disk) = &mut self.disk {
+            // The writer may change while this member is away: the device is read again
+            // before it joins, in case it has to start the state from it.
             disk.on_disk = None;
+            disk.read_before_join = true;
         }
         for slot in &mut self.slots {
             if let Work::Sent(op) = &slot.work {
@@ -256,12 +298,12 @@ impl ClusterLogActor {
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.group.is_some() && !self.quorum.is_quorate() {
             tracing::warn!(uuid = %self.key.uuid, luid = self.key.luid, "quorum lost: leaving the log's group until it is back");
-            self.leave(ctx);
+            self.leave(ctx, false);
         }
         self.join(ctx);
         let blocked = !self.send_outbox() || !self.send_held();
         if self.answer_front() {
-            self.leave(ctx);
+            self.leave(ctx, true);
         }
         self.maybe_commit(ctx);
         let waiting = self.slots.iter().any(|s| matches!(s.work, Work::Held(_)))
@@ -369,7 +411,7 @@ impl ClusterLogActor {
             },
             GroupEvent::Lost(error) => {
                 tracing::error!(uuid = %self.key.uuid, luid = self.key.luid, ?error, "lost corosync; rejoining when it is back");
-                self.leave(ctx);
+                self.leave(ctx, false);
                 return self.pump(ctx);
             }
         };
@@ -386,6 +428,7 @@ impl ClusterLogActor {
                 tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log state installed");
             }
             Effect::Durable(position) => self.durable = self.durable.max(position),
+            Effect::CommitFailed(position) => self.fail_flushes(position),
             Effect::Answer { reply, position } => {
                 let is_disk = self.disk.is_some();
                 let Some(slot) = self.slots.iter_mut().find(|s| matches!(s.work, Work::Sent(_)))
@@ -432,29 +475,34 @@ impl ClusterLogActor {
                 Ok(()) => {
                     disk.on_disk = Some(unclean);
                     act.durable = act.durable.max(position);
-                    act.outbox.push_back(Message::Durable(position).encode());
+                    if act.replica.as_ref().is_some_and(|r| r.members().len() > 1) {
+                        act.outbox.push_back(Message::Durable(position).encode());
+                    }
                 }
                 Err(error) => {
                     tracing::error!(uuid = %act.key.uuid, luid = act.key.luid, %error, "log device failed");
                     disk.failed = true;
                     disk.on_disk = None;
                     act.last_error = Some(error.to_string());
-                    // The FLUSHes waiting on this commit fail as the kernel's disk log fails.
-                    for slot in &mut act.slots {
-                        if let Work::Applied { reply, position: p, needs_disk: true, .. } = &mut slot.work {
-                            if *p <= position {
-                                *reply = Err(Errno::EIO);
-                                *p = 0;
-                            }
-                        }
-                    }
+                    act.fail_flushes(position);
+                    act.outbox.push_back(Message::CommitFailed(position).encode());
                 }
             }
             act.pump(ctx);
-            if act.closing && act.slots.is_empty() {
-                ctx.stop();
-            }
         }));
+    }
+
+    /// The FLUSHes (and POSTSUSPENDs) waiting on a commit up to `position` fail, as the
+    /// kernel's disk log fails them: with EIO.
+    fn fail_flushes(&mut self, position: u64) {
+        for slot in &mut self.slots {
+            if let Work::Applied { reply, position: p, needs_disk, .. } = &mut slot.work {
+                if *needs_disk && *p <= position {
+                    *reply = Err(Errno::EIO);
+                    *needs_disk = false;
+                }
+            }
+        }
     }
 
     fn status_info(&self) -> String {
@@ -560,7 +608,7 @@ impl Handler<LogRequest> for ClusterLogActor {
             Request::Ctr { .. } => self.construct(to, ctx),
             Request::Dtr => {
                 tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log destroyed");
-                self.leave(ctx);
+                self.leave(ctx, true);
                 self.respond(&to, Ok(ReplyPayload::Empty));
                 ctx.stop();
             }
@@ -599,8 +647,7 @@ impl Handler<Shutdown> for ClusterLogActor {
     /// The daemon stops: the group carries on without this member, which the others see
     /// leave; nothing here needs committing (the writer's device is always committed).
     fn handle(&mut self, Shutdown(done): Shutdown, ctx: &mut Context<Self>) {
-        self.closing = true;
-        self.leave(ctx);
+        self.leave(ctx, false);
         let _ = done.send(());
         ctx.stop();
     }

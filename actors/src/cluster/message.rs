@@ -1,8 +1,9 @@
 //! What the members of a log's group multicast to each other, and its bytes.
 //!
-//! Three kinds: an [`Op`] (one per state-changing kernel request), `Durable` (the member
-//! that writes a clustered-disk log says which position in the total order is on disk), and
-//! a chunk of a state snapshot for members that joined. The encoding is little-endian with a
+//! Four kinds: an [`Op`] (one per state-changing kernel request), `Durable` and
+//! `CommitFailed` (the member that writes a clustered-disk log says how far the total order
+//! is on disk, or that writing it failed), and a chunk of a state snapshot for members that
+//! joined. The encoding is little-endian with a
 //! version byte first: members of different versions refuse each other's messages rather
 //! than misreading them.
 
@@ -20,6 +21,8 @@ pub enum Message {
     Op(Op),
     /// Everything up to this position in the total order is durable on the log device.
     Durable(u64),
+    /// Writing the log device up to this position failed: FLUSHes waiting on it fail.
+    CommitFailed(u64),
     Snapshot(Chunk),
 }
 
@@ -53,6 +56,10 @@ impl Message {
                 w.u8(20);
                 w.u64(*applied);
             }
+            Message::CommitFailed(applied) => {
+                w.u8(21);
+                w.u64(*applied);
+            }
             Message::Snapshot(chunk) => {
                 w.u8(30);
                 w.u64(chunk.view);
@@ -71,6 +78,7 @@ impl Message {
         }
         let message = match r.u8()? {
             20 => Message::Durable(r.u64()?),
+            21 => Message::CommitFailed(r.u64()?),
             30 => Message::Snapshot(Chunk {
                 view: r.u64()?,
                 index: r.u32()?,
@@ -291,7 +299,7 @@ mod tests {
     proptest! {
         #[test]
         fn messages_round_trip(op in op(), applied in any::<u64>()) {
-            for message in [Message::Op(op.clone()), Message::Durable(applied)] {
+            for message in [Message::Op(op.clone()), Message::Durable(applied), Message::CommitFailed(applied)] {
                 prop_assert_eq!(Message::decode(&message.encode()), Ok(message));
             }
         }

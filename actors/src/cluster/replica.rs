@@ -37,6 +37,8 @@ pub enum Effect {
     Installed,
     /// The log device holds everything up to this position.
     Durable(u64),
+    /// The writer failed to write the log device up to this position.
+    CommitFailed(u64),
 }
 
 pub struct Replica {
@@ -153,6 +155,7 @@ impl Replica {
                 }
             },
             Message::Durable(position) => vec![Effect::Durable(position)],
+            Message::CommitFailed(position) => vec![Effect::CommitFailed(position)],
             Message::Snapshot(chunk) => self.on_chunk(chunk),
         }
     }
@@ -196,13 +199,24 @@ impl Replica {
         effects
     }
 
-    /// This member left the group or lost its cluster: its state is no longer kept current.
-    /// Should it ever have to start the state afresh, it knows nothing any more, so every
-    /// region is out of sync (whatever `nosync` said when the mirror was made).
-    pub fn detach(&mut self) {
-        let mut everything = RoaringBitmap::new();
-        everything.insert_range(0..u32::try_from(self.args.region_count().0).unwrap_or(u32::MAX));
-        *self = Replica::new(self.me, self.args.clone(), everything);
+    /// This member left the group: its replica is no longer kept current. Should it start
+    /// the state afresh when it comes back, it starts from `fresh`.
+    pub fn detach(&mut self, fresh: RoaringBitmap) {
+        *self = Replica::new(self.me, self.args.clone(), fresh);
+    }
+
+    /// What a member that leaves knows of the log: after a POSTSUSPEND, its own state (its
+    /// marks are gone, and whatever it knew out of sync still is); after losing its group,
+    /// nothing, so every region is out of sync.
+    pub fn leaving_knowledge(&self, clean_leave: bool) -> RoaringBitmap {
+        match (&self.state, clean_leave) {
+            (Some(state), true) => state.unclean(),
+            _ => {
+                let mut everything = RoaringBitmap::new();
+                everything.insert_range(0..self.args.region_count().0 as u32);
+                everything
+            }
+        }
     }
 }
 

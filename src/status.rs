@@ -49,10 +49,19 @@ fn table(logs: &[LogStatus]) -> String {
             (Some(p50), Some(p99)) => format!("{:.0}/{:.0} µs", p50, p99),
             _ => "-".into(),
         };
-        let device = match (&log.device, log.health) {
+        let mut device = match (&log.device, log.health) {
             (Some(device), Some(health)) => format!("{device} {health}"),
             _ => String::new(),
         };
+        if let Some(cluster) = &log.cluster {
+            let role = match (cluster.holds_state, cluster.writer) {
+                (false, _) => ", joining",
+                (true, true) => ", writer",
+                (true, false) => "",
+            };
+            device =
+                format!("{device} [{} members{role}]", cluster.members).trim_start().to_owned();
+        }
         let error = log.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
         out.push_str(&format!(
             "{:<36} {:<14} {:>7} {:>9} {:<30} {:>7} {:>5} {:>15} {device}{error}\n",

@@ -33,7 +33,7 @@ mod socket_actor;
 mod status;
 
 pub use engine::{Engine, EngineConfig, Observer};
-pub use status::LogStatus;
+pub use status::{ClusterStatus, LogStatus};
 
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -343,6 +343,7 @@ impl LogActor {
             flush_p50_us: percentile(0.5),
             flush_p99_us: percentile(0.99),
             last_error: self.last_error.clone(),
+            cluster: None,
         }
     }
 }

@@ -22,4 +22,20 @@ pub struct LogStatus {
     pub flush_p50_us: Option<f64>,
     pub flush_p99_us: Option<f64>,
     pub last_error: Option<String>,
+    /// Clustered logs only: the log's group as this member sees it.
+    #[serde(default)]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// A clustered log's group, as one member sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Daemons in the log's CPG group, this one included (0 while not joined).
+    pub members: u32,
+    /// Whether this member holds the log's state (it joined and got it).
+    pub holds_state: bool,
+    /// Whether this member writes the log device (clustered-disk).
+    pub writer: bool,
+    /// Messages this member has multicast for the log: ops, snapshots, durability notes.
+    pub multicasts: u64,
 }

@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::region::{LogArgs, LogKind};
 use crate::registry::Registry;
 use crate::reply_to::ReplyTo;
-use crate::status::LogStatus;
+use crate::status::{ClusterStatus, LogStatus};
 use crate::store::format::{self, image_size};
 use crate::store::{DeviceError, Layout, LogDevice};
 use crate::transport::ReplySink;
@@ -107,6 +107,8 @@ pub struct ClusterLogActor {
     /// The position in the total order up to which the log device is durable.
     durable: u64,
     retry_scheduled: bool,
+    /// Messages multicast for this log, for the status report.
+    multicasts: u64,
     last_error: Option<String>,
 }
 
@@ -138,6 +140,7 @@ impl ClusterLogActor {
             outbox: VecDeque::new(),
             durable: 0,
             retry_scheduled: false,
+            multicasts: 0,
             last_error: None,
         }
     }
@@ -325,6 +328,7 @@ impl ClusterLogActor {
             if !multicast(group, bytes, &self.key) {
                 return false;
             }
+            self.multicasts += 1;
             self.outbox.pop_front();
         }
         true
@@ -342,6 +346,7 @@ impl ClusterLogActor {
             if !multicast(group, &Message::Op(op.clone()).encode(), &self.key) {
                 return false;
             }
+            self.multicasts += 1;
             slot.work = Work::Sent(op.clone());
         }
         true
@@ -531,6 +536,13 @@ impl ClusterLogActor {
             flush_p50_us: None,
             flush_p99_us: None,
             last_error: self.last_error.clone(),
+            cluster: Some(ClusterStatus {
+                members: self.replica.as_ref().map_or(0, |r| r.members().len() as u32),
+                holds_state: state.is_some(),
+                writer: self.disk.is_some()
+                    && self.replica.as_ref().is_some_and(|r| r.writer() == Some(r.me())),
+                multicasts: self.multicasts,
+            }),
         }
     }
 }

@@ -1,0 +1,191 @@
+//! A 3-node corosync cluster in network namespaces (cluster.sh), one dm-ulogd per node on
+//! `--corosync`, and a simulated kernel per node: what the cluster tests and the cluster
+//! bench share. Needs root, iproute2 and corosync.
+#![allow(dead_code)] // the tests and the bench each use a different part
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dm_ulog_actors::sim::{KernelLink, LogTable, SimLog};
+use dm_ulog_actors::store::format::image_size;
+use dm_ulog_actors::units::{RegionCount, RegionIndex};
+use dm_ulog_actors::wire::{RegionBatch, ReplyPayload, Request};
+
+/// The namespaces have fixed names: one cluster at a time.
+pub static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/cluster.sh");
+
+/// The cluster, its daemons, and a simulated kernel per node.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    daemons: BTreeMap<u32, Child>,
+    pub links: BTreeMap<u32, Arc<KernelLink>>,
+}
+
+impl Cluster {
+    pub fn up() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        script(&["up", &dir.path().display().to_string()]);
+        let mut cluster = Cluster { dir, daemons: BTreeMap::new(), links: BTreeMap::new() };
+        for node in 1..=3 {
+            cluster.start(node);
+        }
+        cluster
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts node `node`'s daemon (again) inside its namespace, beside its corosync.
+    pub fn start(&mut self, node: u32) {
+        let socket = self.path(&format!("n{node}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("n{node}.log")))
+            .unwrap();
+        let config = self.path("empty.toml");
+        std::fs::write(&config, "").unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("ulogd-n{node}"), env!("CARGO_BIN_EXE_dm-ulogd")])
+            .arg("--config")
+            .arg(&config)
+            .arg("--transport")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--control-socket")
+            .arg(self.path(&format!("n{node}.control")))
+            .args(["--corosync", "--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dm-ulogd starts");
+        self.daemons.insert(node, child);
+        while !socket.exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let link = KernelLink::unix(
+            &self.path(&format!("kernel{node}.sock")),
+            &socket,
+            Duration::from_secs(15),
+        )
+        .unwrap();
+        self.links.insert(node, link);
+    }
+
+    /// kill -9 of node `node`'s daemon.
+    pub fn kill(&mut self, node: u32) {
+        if let Some(mut child) = self.daemons.remove(&node) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// The log `uuid` as node `node`'s kernel has it.
+    pub fn log(&self, node: u32, uuid: &str, log_args: &str, regions: u64) -> SimLog {
+        let table = LogTable {
+            uuid: uuid.to_owned(),
+            log_args: log_args.to_owned(),
+            target_sectors: regions * 8,
+            integrated_flush: true,
+        };
+        SimLog::new(self.links[&node].clone(), table, 0x1000 + u64::from(node), regions)
+    }
+
+    /// The same log on every node, constructed and resumed.
+    pub async fn log_everywhere(&self, uuid: &str, log_args: &str, regions: u64) -> Vec<SimLog> {
+        let mut logs = Vec::new();
+        for node in 1..=3 {
+            let mut log = self.log(node, uuid, log_args, regions);
+            log.create().await.unwrap();
+            logs.push(log);
+        }
+        logs
+    }
+
+    pub fn output(&self, node: u32) -> String {
+        std::fs::read_to_string(self.path(&format!("n{node}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in [1, 2, 3] {
+            self.kill(node);
+        }
+        script(&["down", &self.dir.path().display().to_string()]);
+        if std::thread::panicking() {
+            for node in [1, 2, 3] {
+                eprintln!("--- node {node} ---\n{}", self.output(node));
+            }
+        }
+    }
+}
+
+pub fn script(args: &[&str]) {
+    let status = Command::new(SCRIPT).args(args).status().expect("cluster.sh runs");
+    assert!(status.success(), "cluster.sh {args:?}: {status}");
+}
+
+pub fn regions(list: &[u64]) -> RegionBatch {
+    RegionBatch::from_regions(list).unwrap()
+}
+
+pub async fn is_clean(log: &SimLog, region: u64) -> bool {
+    match log.direct(&Request::IsClean(RegionIndex(region))).await {
+        Ok(ReplyPayload::Flag(clean)) => clean,
+        other => panic!("IS_CLEAN: {other:?}"),
+    }
+}
+
+pub async fn in_sync(log: &SimLog, region: u64) -> bool {
+    match log.direct(&Request::InSync(RegionIndex(region))).await {
+        Ok(ReplyPayload::Flag(in_sync)) => in_sync,
+        other => panic!("IN_SYNC: {other:?}"),
+    }
+}
+
+pub async fn sync_count(log: &SimLog) -> u64 {
+    match log.direct(&Request::GetSyncCount).await {
+        Ok(ReplyPayload::Count(n)) => n,
+        other => panic!("GET_SYNC_COUNT: {other:?}"),
+    }
+}
+
+/// MARK + FLUSH, as dm-raid1 does before writing (the marks ride in the FLUSH).
+pub async fn mark(log: &SimLog, list: &[u64]) {
+    log.direct(&Request::Flush(regions(list))).await.unwrap();
+}
+
+pub async fn clear(log: &SimLog, list: &[u64]) {
+    log.direct(&Request::ClearRegion(regions(list))).await.unwrap();
+    log.direct(&Request::Flush(RegionBatch::EMPTY)).await.unwrap();
+}
+
+/// Recovers every region this node is handed, until none is left for it.
+pub async fn resync(log: &SimLog) -> Vec<u64> {
+    let mut recovered = Vec::new();
+    loop {
+        match log.direct(&Request::GetResyncWork).await {
+            Ok(ReplyPayload::ResyncWork(Some(region))) => {
+                log.direct(&Request::SetRegionSync { region, in_sync: true }).await.unwrap();
+                recovered.push(region.0);
+            }
+            Ok(ReplyPayload::ResyncWork(None)) => return recovered,
+            other => panic!("GET_RESYNC_WORK: {other:?}"),
+        }
+    }
+}
+
+pub fn log_file(dir: &Path, name: &str, regions: u64) -> PathBuf {
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(image_size(RegionCount(regions), 512)).unwrap();
+    path
+}

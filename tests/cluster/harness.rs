@@ -189,3 +189,9 @@ pub fn log_file(dir: &Path, name: &str, regions: u64) -> PathBuf {
     file.set_len(image_size(RegionCount(regions), 512)).unwrap();
     path
 }
+
+/// The clean bit of `region` in a disk-log image, read by the kernel's rule.
+pub fn clean_on_disk(path: &Path, region: u64) -> bool {
+    let image = std::fs::read(path).unwrap();
+    image[1024 + (region / 8) as usize] & (1 << (region % 8)) != 0
+}

@@ -224,7 +224,7 @@ impl LogActor {
             disk.layout.header_block = loaded.header_block;
             act.region.resume_with(loaded.dirty);
             tracing::info!(%uuid, luid = act.key.luid, dirty = act.region.dirty_count(), "log resumed");
-            let write = disk.flusher.send(WriteCommit(disk.layout.render_all(act.region.dirty())));
+            let write = disk.flusher.send(WriteCommit(disk.layout.render_all(&act.region.unclean())));
             ctx.wait(write.into_actor(act).map(move |written, act, _| {
                 let result = written.map_err(mailbox_error).and_then(|r| r);
                 let reply = act.commit_result(result);
@@ -258,7 +258,7 @@ impl LogActor {
         }
         let write = disk
             .flusher
-            .send(WriteCommit(disk.layout.render_touched(&touched, self.region.dirty())));
+            .send(WriteCommit(disk.layout.render_touched(&touched, &self.region.unclean())));
         disk.in_flight = Some(InFlight { waiters, touched, started: Instant::now() });
         ctx.spawn(write.into_actor(self).map(|written, act, ctx| {
             act.commit_done(written.map_err(mailbox_error).and_then(|r| r), ctx);

@@ -9,6 +9,13 @@
 //! `sync_count` even for a region already in sync. The userspace kernel side resends a
 //! request after a 15 s timeout, so the same SET_REGION_SYNC can arrive twice; here the sync
 //! count is the number of regions in sync, and every request is idempotent.
+//!
+//! A second one: a region out of sync is never clean. dm-log.c keeps the clean and sync bits
+//! apart, so a CLEAR_REGION of a region out of sync sets its clean bit, the disk log writes
+//! it, and the next resume (which takes "clean" for "in sync") counts it in sync with legs
+//! that may differ. Kernel 6.1 did just that after a daemon restart (tests/kernel/README.md,
+//! finding C). Here IS_CLEAN and the disk image show a region clean only when it is neither
+//! dirty nor out of sync, so its clean bit stays 0 until SET_REGION_SYNC(1) puts it in sync.
 
 use roaring::RoaringBitmap;
 
@@ -119,9 +126,10 @@ impl RegionLog {
         }
     }
 
-    /// IS_CLEAN.
+    /// IS_CLEAN: neither dirty nor out of sync (finding C, in the module header).
     pub fn is_clean(&self, region: RegionIndex) -> Result<bool, LogError> {
-        Ok(!self.dirty.contains(self.check(region)?))
+        let region = self.check(region)?;
+        Ok(!self.dirty.contains(region) && !self.out_of_sync.contains(region))
     }
 
     /// IN_SYNC.
@@ -181,10 +189,11 @@ impl RegionLog {
     pub fn set_region_sync(&mut self, region: RegionIndex, in_sync: bool) -> Result<(), LogError> {
         let region = self.check(region)?;
         self.recovering.remove(region);
-        if in_sync {
-            self.out_of_sync.remove(region);
-        } else {
-            self.out_of_sync.insert(region);
+        let changed =
+            if in_sync { self.out_of_sync.remove(region) } else { self.out_of_sync.insert(region) };
+        if changed {
+            // The region's clean bit on disk follows its sync state (finding C).
+            self.touch(region);
         }
         Ok(())
     }
@@ -205,9 +214,10 @@ impl RegionLog {
         Ok((false, RegionIndex(u64::from(hint))))
     }
 
-    /// The dirty set, for rendering the disk image.
-    pub fn dirty(&self) -> &RoaringBitmap {
-        &self.dirty
+    /// The regions whose clean bit is 0 in the disk image: the dirty ones and, so that a
+    /// resume never takes a region out of sync for in sync, the ones out of sync.
+    pub fn unclean(&self) -> [&RoaringBitmap; 2] {
+        [&self.dirty, &self.out_of_sync]
     }
 
     /// How many regions are being recovered right now.

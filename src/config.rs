@@ -15,6 +15,10 @@ pub const DEFAULT_CONFIG: &str = "/etc/dm-ulogd/dm-ulogd.toml";
 /// Where the control socket is when configuration does not say.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/dm-ulogd/control";
 
+/// Where the logs' shadows are when configuration does not say: a tmpfs, which outlives a
+/// daemon crash and not a reboot, just as the kernel's own state of the mirrors.
+pub const DEFAULT_STATE_DIR: &str = "/run/dm-ulogd/state";
+
 /// Every configuration key; README.md documents each.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +33,8 @@ pub struct Settings {
     pub single_node_clustered: bool,
     /// The root-only socket that `dm-ulogd status` asks.
     pub control_socket: PathBuf,
+    /// The runtime directory of the logs' shadows (actors/src/shadow).
+    pub state_dir: PathBuf,
 }
 
 /// Command-line values that override every other layer.
@@ -40,6 +46,7 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub single_node_clustered: bool,
     pub control_socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -54,6 +61,7 @@ impl Settings {
             .set_default("workers", EngineConfig::default().workers as u64)?
             .set_default("single_node_clustered", false)?
             .set_default("control_socket", DEFAULT_CONTROL_SOCKET)?
+            .set_default("state_dir", DEFAULT_STATE_DIR)?
             .add_source(File::from(path).format(FileFormat::Toml).required(required))
             .add_source(Environment::with_prefix("DM_ULOGD").try_parsing(true))
             .set_override_option("transport", overrides.transport.as_ref().map(|t| t.to_string()))?
@@ -66,6 +74,10 @@ impl Settings {
             .set_override_option(
                 "control_socket",
                 overrides.control_socket.as_ref().map(|p| p.display().to_string()),
+            )?
+            .set_override_option(
+                "state_dir",
+                overrides.state_dir.as_ref().map(|p| p.display().to_string()),
             )?
             .build()?
             .try_deserialize()

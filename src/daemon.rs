@@ -1,6 +1,9 @@
 //! `dm-ulogd` (run): serve the configured transport in the foreground until SIGTERM or
 //! SIGINT, then stop taking requests, commit every disk log and exit 0.
 
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
 use dm_ulog_actors::transport::{missing_capabilities, Transport};
 use dm_ulog_actors::{Engine, EngineConfig};
 use tokio::signal::unix::{signal, SignalKind};
@@ -34,6 +37,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let config = EngineConfig {
         workers: settings.workers,
         single_node_clustered: settings.single_node_clustered,
+        state_dir: state_dir(&settings.state_dir),
     };
     let mut engine = Engine::start(config, transport);
     // Status is for operators: without its socket the daemon still serves the kernel.
@@ -44,7 +48,10 @@ async fn serve(settings: Settings) -> Result<(), String> {
             "control socket unavailable: `dm-ulogd status` will not reach this daemon"
         ),
     }
-    tracing::info!(transport = %settings.transport, workers = settings.workers, "serving");
+    tracing::info!(
+        transport = %settings.transport, workers = settings.workers,
+        state_dir = %settings.state_dir.display(), "serving"
+    );
     notify("READY=1");
 
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -62,4 +69,19 @@ async fn serve(settings: Settings) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The shadows' directory, made root-only if missing. Without it the daemon still serves,
+/// but a crash of it would leave mirrors to the kernel's reconnect without their sync state.
+fn state_dir(path: &Path) -> Option<PathBuf> {
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
+        Ok(()) => Some(path.to_owned()),
+        Err(error) => {
+            tracing::warn!(
+                path = %path.display(), %error,
+                "state directory unavailable: after a crash, logs restart without their sync state"
+            );
+            None
+        }
+    }
 }

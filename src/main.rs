@@ -47,6 +47,10 @@ struct Cli {
     /// [config: control_socket; default: /run/dm-ulogd/control]
     #[arg(long, global = true, value_name = "PATH")]
     control_socket: Option<PathBuf>,
+    /// The runtime directory (a tmpfs) where each log's sync state outlives a daemon crash
+    /// [config: state_dir; default: /run/dm-ulogd/state]
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -77,25 +81,24 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let Cli {
-        config,
-        transport,
-        log_level,
-        workers,
-        single_node_clustered,
-        control_socket,
-        command,
-    } = Cli::parse();
-    let command = command.unwrap_or(Command::Run);
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Run);
     // Reading a log offline needs neither configuration nor logging.
     if let Command::Inspect { path, json } = &command {
         return exit(inspect::run(path, *json));
     }
     // The simulator prints its own summary; the engine's lifecycle lines would drown it.
-    let log_level =
-        log_level.or_else(|| matches!(command, Command::Simulate(_)).then(|| "warn".to_owned()));
-    let overrides =
-        Overrides { config, transport, log_level, workers, single_node_clustered, control_socket };
+    let log_level = (cli.log_level)
+        .or_else(|| matches!(command, Command::Simulate(_)).then(|| "warn".to_owned()));
+    let overrides = Overrides {
+        config: cli.config,
+        transport: cli.transport,
+        log_level,
+        workers: cli.workers,
+        single_node_clustered: cli.single_node_clustered,
+        control_socket: cli.control_socket,
+        state_dir: cli.state_dir,
+    };
     let settings = match Settings::load(&overrides) {
         Ok(settings) => settings,
         Err(error) => {

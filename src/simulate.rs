@@ -54,7 +54,12 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), String> 
     let dir = std::env::temp_dir().join(format!("dm-ulogd-simulate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (transport, client) = channel_pair();
-    let config = EngineConfig { workers: settings.workers, single_node_clustered: true };
+    // In-process logs die with the simulator: nothing to keep for a next run.
+    let config = EngineConfig {
+        workers: settings.workers,
+        single_node_clustered: true,
+        ..EngineConfig::default()
+    };
     let engine = Engine::start(config, transport);
     let link = KernelLink::channel(client, Duration::from_secs(15));
     let totals = Arc::new(Totals::default());

@@ -100,8 +100,14 @@ impl SocketActor {
         }
         let key = header.key();
         let generation = self.registry.next_generation();
-        let actor =
-            LogActor::new(key.clone(), args, generation, self.sink.clone(), self.registry.clone());
+        let actor = LogActor::new(
+            key.clone(),
+            args,
+            generation,
+            self.config.state_dir.as_deref(),
+            self.sink.clone(),
+            self.registry.clone(),
+        );
         let addr = match self.workers.get(self.next_worker % self.workers.len().max(1)) {
             Some(worker) => LogActor::start_in_arbiter(worker, |_| actor),
             None => actor.start(),

@@ -49,6 +49,8 @@ impl Daemon {
             .args(["--log-level", "debug"])
             .arg("--control-socket")
             .arg(self.dir.join("control.sock"))
+            .arg("--state-dir")
+            .arg(self.state_dir())
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -66,6 +68,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Where this daemon keeps the logs' shadows (never /run in a test).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
     }
 
     /// kill -9.

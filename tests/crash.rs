@@ -103,6 +103,8 @@ async fn kill_nine_keeps_the_sync_state_and_the_marks_the_kernel_relies_on() {
         core.recover().await.unwrap();
     }
     while disk.recover().await.unwrap().is_some() {}
+    // Region 40 is being recovered at the kill.
+    assert_eq!(resync_work(&mut core).await, Some(40));
     // Region 5 marked and flushed; region 9 marked, its FLUSH cut off by the kill.
     disk.write(&[5]).await.unwrap();
     let nine = RegionBatch::from_regions(&[9]).unwrap();
@@ -119,6 +121,12 @@ async fn kill_nine_keeps_the_sync_state_and_the_marks_the_kernel_relies_on() {
         // The reconnect's RESUME wrote the whole image: the cut-off mark is on disk now.
         assert!(!clean_on_disk(&path, region), "region {region}");
     }
+
+    // The kernel may still be copying region 40: it is not handed out again until a real
+    // resume, before which dm-raid1 waits for every recovery to end.
+    assert_eq!(resync_work(&mut core).await, Some(41));
+    core.suspend_resume().await.unwrap();
+    assert_eq!(resync_work(&mut core).await, Some(40));
 
     // The same kill without the shadows: the state is the logs' own again.
     daemon.kill();
@@ -139,5 +147,12 @@ async fn sync_count(log: &mut SimLog) -> u64 {
     match log.request(&Request::GetSyncCount).await.unwrap() {
         ReplyPayload::Count(count) => count,
         other => panic!("GET_SYNC_COUNT answered {other:?}"),
+    }
+}
+
+async fn resync_work(log: &mut SimLog) -> Option<u64> {
+    match log.request(&Request::GetResyncWork).await.unwrap() {
+        ReplyPayload::ResyncWork(region) => region.map(|r| r.0),
+        other => panic!("GET_RESYNC_WORK answered {other:?}"),
     }
 }

@@ -117,7 +117,8 @@ pub struct LogActor {
     /// The log's state kept for the next daemon, if there is a state directory and writing
     /// it has not failed.
     shadow: Option<Shadow>,
-    /// A reconnect's CTR took the shadow back: the next RESUME keeps its sync state.
+    /// A reconnect's CTR took the shadow back: the next RESUME keeps its sync state, and its
+    /// recovering set (the kernel may be copying those regions right now).
     restored: bool,
     /// DTR or shutdown: stop once nothing is left to commit.
     closing: bool,
@@ -245,6 +246,7 @@ impl LogActor {
                 act.region.resume_restored();
             } else {
                 act.region.resume_with(loaded.dirty);
+                act.region.forget_recovering();
             }
             act.save_shadow();
             let Some(disk) = act.disk.as_mut() else { return };
@@ -440,7 +442,9 @@ impl Handler<LogRequest> for LogActor {
             }
             Request::Resume => {
                 let reply = self.region.answer(&request).unwrap_or(Err(Errno::EINVAL));
-                self.restored = false;
+                if !std::mem::take(&mut self.restored) {
+                    self.region.forget_recovering();
+                }
                 self.save_shadow();
                 self.respond(&to, reply);
             }

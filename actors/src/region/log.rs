@@ -165,6 +165,13 @@ impl RegionLog {
         self.sync_search = 0;
     }
 
+    /// A real RESUME (not the one a reconnect sends): dm-raid1's presuspend waited for every
+    /// recovery to end, so nothing is being recovered. A region a shadow kept as recovering,
+    /// whose GET_RESYNC_WORK reply a daemon crash cut off, is handed out again from here on.
+    pub fn forget_recovering(&mut self) {
+        self.recovering.clear();
+    }
+
     /// RESUME of a disk log: the dirty set just loaded from the log device. As in
     /// `disk_resume`, a region is in sync exactly when it is clean.
     pub fn resume_with(&mut self, dirty: RoaringBitmap) {

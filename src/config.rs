@@ -16,6 +16,10 @@ pub const DEFAULT_CONFIG: &str = "/etc/dm-ulogd/dm-ulogd.toml";
 /// Where the control socket is when configuration does not say.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/dm-ulogd/control";
 
+/// Where the logs' shadows are when configuration does not say: a tmpfs, which outlives a
+/// daemon crash and not a reboot, just as the kernel's own state of the mirrors.
+pub const DEFAULT_STATE_DIR: &str = "/run/dm-ulogd/state";
+
 /// Every configuration key; README.md documents each.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +40,8 @@ pub struct Settings {
     /// Where the Prometheus metrics endpoint listens, if anywhere.
     #[serde(deserialize_with = "from_text")]
     pub metrics_listen: MetricsListen,
+    /// The runtime directory of the logs' shadows (actors/src/shadow).
+    pub state_dir: PathBuf,
 }
 
 /// Command-line values that override every other layer: the flags every subcommand takes.
@@ -74,6 +80,10 @@ pub struct Overrides {
     /// [config: metrics_listen; default: off]
     #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_listen: Option<MetricsListen>,
+    /// The runtime directory (a tmpfs) where each log's sync state outlives a daemon crash
+    /// [config: state_dir; default: /run/dm-ulogd/state]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -90,6 +100,7 @@ impl Settings {
             .set_default("corosync", false)?
             .set_default("control_socket", DEFAULT_CONTROL_SOCKET)?
             .set_default("metrics_listen", MetricsListen::Off.to_string())?
+            .set_default("state_dir", DEFAULT_STATE_DIR)?
             .add_source(File::from(path).format(FileFormat::Toml).required(required))
             .add_source(Environment::with_prefix("DM_ULOGD").try_parsing(true))
             .set_override_option("transport", overrides.transport.as_ref().map(|t| t.to_string()))?
@@ -107,6 +118,10 @@ impl Settings {
             .set_override_option(
                 "metrics_listen",
                 overrides.metrics_listen.as_ref().map(|m| m.to_string()),
+            )?
+            .set_override_option(
+                "state_dir",
+                overrides.state_dir.as_ref().map(|p| p.display().to_string()),
             )?
             .build()?
             .try_deserialize()

@@ -1,6 +1,9 @@
 //! `dm-ulogd` (run): serve the configured transport in the foreground until SIGTERM or
 //! SIGINT, then stop taking requests, commit every disk log and exit 0.
 
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
 use dm_ulog_actors::transport::{missing_capabilities, Transport};
 use dm_ulog_actors::{Engine, EngineConfig};
 use tokio::signal::unix::{signal, SignalKind};
@@ -35,6 +38,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         workers: settings.workers,
         single_node_clustered: settings.single_node_clustered,
         corosync: settings.corosync,
+        state_dir: state_dir(&settings.state_dir),
     };
     let mut engine = Engine::start(config, transport);
     // Status is for operators: without its socket the daemon still serves the kernel.
@@ -50,7 +54,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     }
     tracing::info!(
         transport = %settings.transport, workers = settings.workers,
-        metrics = %settings.metrics_listen, "serving"
+        metrics = %settings.metrics_listen, state_dir = %settings.state_dir.display(), "serving"
     );
     notify("READY=1");
 
@@ -87,5 +91,20 @@ fn serve_metrics(address: std::net::SocketAddr, observer: dm_ulog_actors::Observ
         Err(error) => tracing::error!(
             %address, %error, "metrics endpoint unavailable: serving the kernel without it"
         ),
+    }
+}
+
+/// The shadows' directory, made root-only if missing. Without it the daemon still serves,
+/// but a crash of it would leave mirrors to the kernel's reconnect without their sync state.
+fn state_dir(path: &Path) -> Option<PathBuf> {
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
+        Ok(()) => Some(path.to_owned()),
+        Err(error) => {
+            tracing::warn!(
+                path = %path.display(), %error,
+                "state directory unavailable: after a crash, logs restart without their sync state"
+            );
+            None
+        }
     }
 }

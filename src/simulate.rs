@@ -54,6 +54,7 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), String> 
     let dir = std::env::temp_dir().join(format!("dm-ulogd-simulate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (transport, client) = channel_pair();
+    // In-process logs die with the simulator: nothing to keep for a next run.
     let config = EngineConfig {
         workers: settings.workers,
         single_node_clustered: true,

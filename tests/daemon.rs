@@ -97,6 +97,7 @@ async fn settings_layer_file_then_environment_then_flags() {
         let mut command = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"));
         command.arg("--config").arg(&config).stderr(Stdio::null());
         command.arg("--control-socket").arg(socket("control.sock"));
+        command.arg("--state-dir").arg(socket("state"));
         if let Some(flag) = flag {
             command.args(["--transport", flag]);
         }

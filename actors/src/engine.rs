@@ -1,6 +1,7 @@
 //! The engine as a host program sees it: start it on a transport inside an actix System,
 //! ask it to drain, and that is all.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -26,6 +27,9 @@ pub struct EngineConfig {
     /// Serve `clustered-core` / `clustered-disk` across hosts through the local corosync
     /// (CPG and quorum); takes precedence over `single_node_clustered`.
     pub corosync: bool,
+    /// Where each log keeps its shadow ([`crate::shadow`]), an existing directory on a tmpfs;
+    /// `None` keeps none, and a restarted engine then starts each log from its own state.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A running engine.

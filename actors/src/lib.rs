@@ -9,6 +9,7 @@
 //! - [`wire`]: datagram bytes to typed requests and back, never panicking on any input;
 //! - [`region`]: the dirty-log state machine, answering as the kernel's own logs do;
 //! - [`store`]: the kernel's on-disk log format and its durable, block-granular commits;
+//! - [`shadow`]: each log's sync state in a runtime directory, to outlive a daemon crash;
 //! - [`transport`]: netlink connector, unix datagram socket or in-process channel;
 //! - the actors: a socket actor routing to one log actor per log, each disk log with a
 //!   flusher child; [`Engine`] starts them;
@@ -19,6 +20,7 @@
 pub mod cluster;
 pub mod metrics;
 pub mod region;
+pub mod shadow;
 pub mod store;
 pub mod transport;
 pub mod units;

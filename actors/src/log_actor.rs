@@ -5,8 +5,13 @@
 //! group commit: a FLUSH (or POSTSUSPEND, or DTR) is answered once everything received before
 //! it is durable, and all the FLUSHes that arrive while a write is in flight are answered
 //! together by the next write.
+//!
+//! With a state directory it also keeps the log's [`Shadow`]: each change of the sync state
+//! is journaled before the reply that makes the kernel rely on it, and a CTR by which the
+//! kernel reconnects takes the shadow back.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,11 +24,14 @@ use crate::metrics::Metrics;
 use crate::region::{LogArgs, LogKind, RegionLog};
 use crate::registry::Registry;
 use crate::reply_to::ReplyTo;
+use crate::shadow::Shadow;
 use crate::status::LogStatus;
 use crate::store::format::{self, image_size};
 use crate::store::{DeviceError, Layout, LogDevice};
 use crate::transport::{Peer, ReplySink};
 use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request, RequestHeader};
+
+mod shadowing;
 
 /// A decoded request for this log.
 #[derive(Message)]
@@ -102,6 +110,12 @@ pub struct LogActor {
     args: LogArgs,
     region: RegionLog,
     disk: Option<DiskLog>,
+    /// The log's state kept for the next daemon, if there is a state directory and writing
+    /// it has not failed.
+    shadow: Option<Shadow>,
+    /// A reconnect's CTR took the shadow back: the next RESUME keeps its sync state, and its
+    /// recovering set (the kernel may be copying those regions right now).
+    restored: bool,
     /// DTR or shutdown: stop once nothing is left to commit.
     closing: bool,
     /// The last refusal or failure, for the status report.
@@ -116,17 +130,22 @@ impl LogActor {
         key: LogKey,
         args: LogArgs,
         generation: u64,
+        state_dir: Option<&Path>,
         sink: ReplySink,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
     ) -> LogActor {
-        let region = RegionLog::new(&args);
+        let mut region = RegionLog::new(&args);
+        let shadow = state_dir.map(|dir| Shadow::new(dir, &key));
+        region.report_changes(shadow.is_some());
         LogActor {
             key,
             generation,
             args,
             region,
             disk: None,
+            shadow,
+            restored: false,
             closing: false,
             last_error: None,
             sink,
@@ -149,7 +168,8 @@ impl LogActor {
     }
 
     /// CTR: a core log is ready at once; a disk log first opens its device.
-    fn construct(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {
+    fn construct(&mut self, to: ReplyTo, reconnect: bool, ctx: &mut Context<Self>) {
+        self.take_back_shadow(reconnect);
         let LogKind::Disk { device } = &self.args.kind else {
             tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, args = %self.args, "log created");
             return self.respond(&to, Ok(ReplyPayload::Empty));
@@ -215,9 +235,16 @@ impl LogActor {
                 disk.health = Health::Failed;
             }
             disk.layout.header_block = loaded.header_block;
-            act.region.resume_with(loaded.dirty);
-            tracing::info!(%uuid, luid = act.key.luid, dirty = act.region.dirty_count(), "log resumed");
-            let write = disk.flusher.send(WriteCommit(disk.layout.render_all(act.region.dirty())));
+            if std::mem::take(&mut act.restored) {
+                act.region.resume_restored();
+            } else {
+                act.region.resume_with(loaded.dirty);
+                act.region.forget_recovering();
+            }
+            act.save_shadow();
+            let Some(disk) = act.disk.as_mut() else { return };
+            tracing::info!(%uuid, luid = act.key.luid, dirty = act.region.dirty_count(), in_sync = act.region.sync_count(), "log resumed");
+            let write = disk.flusher.send(WriteCommit(disk.layout.render_all(&act.region.unclean())));
             ctx.wait(write.into_actor(act).map(move |written, act, _| {
                 let result = written.map_err(mailbox_error).and_then(|r| r);
                 let reply = act.commit_result(result);
@@ -251,7 +278,7 @@ impl LogActor {
         }
         let write = disk
             .flusher
-            .send(WriteCommit(disk.layout.render_touched(&touched, self.region.dirty())));
+            .send(WriteCommit(disk.layout.render_touched(&touched, &self.region.unclean())));
         disk.in_flight = Some(InFlight { waiters, touched, started: Instant::now() });
         ctx.spawn(write.into_actor(self).map(|written, act, ctx| {
             act.commit_done(written.map_err(mailbox_error).and_then(|r| r), ctx);
@@ -370,9 +397,10 @@ impl Handler<LogRequest> for LogActor {
         let to = ReplyTo::new(header, peer, &request, received);
         let is_disk = self.disk.is_some();
         match &request {
-            Request::Ctr { .. } => self.construct(to, ctx),
+            Request::Ctr { reconnect, .. } => self.construct(to, *reconnect, ctx),
             Request::Dtr => {
                 self.closing = true;
+                self.drop_shadow();
                 tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log destroyed");
                 self.commit(Waiter::Kernel(to), ctx);
             }
@@ -382,14 +410,25 @@ impl Handler<LogRequest> for LogActor {
             }
             Request::Resume if is_disk => self.resume_disk(to, ctx),
             Request::Flush(_) | Request::Postsuspend if is_disk => {
-                match self.region.answer(&request) {
+                let answer = self.region.answer(&request);
+                self.journal();
+                match answer {
                     Some(Ok(_)) => self.commit(Waiter::Kernel(to), ctx),
                     Some(Err(errno)) => self.respond(&to, Err(errno)),
                     None => self.respond(&to, Err(Errno::EINVAL)),
                 }
             }
+            Request::Resume => {
+                let reply = self.region.answer(&request).unwrap_or(Err(Errno::EINVAL));
+                if !std::mem::take(&mut self.restored) {
+                    self.region.forget_recovering();
+                }
+                self.save_shadow();
+                self.respond(&to, reply);
+            }
             _ => {
                 let reply = self.region.answer(&request).unwrap_or(Err(Errno::EINVAL));
+                self.journal();
                 self.respond(&to, reply);
             }
         }

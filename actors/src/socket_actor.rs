@@ -138,7 +138,16 @@ impl SocketActor {
                 LogHandle::of(&start_on(worker, actor))
             }
             None => {
-                let actor = LogActor::new(key.clone(), args, generation, sink, registry, metrics);
+                let state_dir = self.config.state_dir.as_deref();
+                let actor = LogActor::new(
+                    key.clone(),
+                    args,
+                    generation,
+                    state_dir,
+                    sink,
+                    registry,
+                    metrics,
+                );
                 LogHandle::of(&start_on(worker, actor))
             }
         };

@@ -103,7 +103,7 @@ proptest! {
         let layout = Layout { count, block_size, header_block: format::load(&[], count, SyncMode::Default).header_block };
         log.resume_with(RoaringBitmap::new());
         let (_file, device) = temp_device(image_size(count, block_size));
-        device.write(&layout.render_all(log.dirty())).unwrap();
+        device.write(&layout.render_all(&log.unclean())).unwrap();
         for region in &marks {
             log.mark(std::iter::once(RegionIndex(*region))).unwrap();
         }
@@ -111,11 +111,11 @@ proptest! {
             log.clear(std::iter::once(RegionIndex(*region))).unwrap();
         }
         // Only the touched blocks are written, yet the whole image must read right.
-        device.write(&layout.render_touched(&log.take_touched(), log.dirty())).unwrap();
+        device.write(&layout.render_touched(&log.take_touched(), &log.unclean())).unwrap();
         let image = device.read_image(image_size(count, block_size)).unwrap();
         let (clean, failed) = kernel_resume(&image, count.0, SyncMode::Default);
         prop_assert!(!failed);
-        prop_assert_eq!(clean, clean_of(log.dirty(), count.0));
+        prop_assert_eq!(clean, clean_of(&unclean_union(&log), count.0));
         // Padding bits past the last region stay clear, as the kernel leaves them.
         let last = count.0 as usize;
         for bit in last..last.next_multiple_of(32) {
@@ -134,10 +134,10 @@ fn one_region_of_a_million_writes_one_block() {
     log.resume_with(RoaringBitmap::new());
     let layout = Layout { count, block_size: 512, header_block: loaded.header_block };
     let (_file, device) = temp_device(image_size(count, 512));
-    device.write(&layout.render_all(log.dirty())).unwrap();
+    device.write(&layout.render_all(&log.unclean())).unwrap();
     let before = device.bytes_written();
     log.mark(std::iter::once(RegionIndex(777_777))).unwrap();
-    let commit = layout.render_touched(&log.take_touched(), log.dirty());
+    let commit = layout.render_touched(&log.take_touched(), &log.unclean());
     device.write(&commit).unwrap();
     let written = device.bytes_written() - before;
     assert!(
@@ -170,4 +170,35 @@ fn a_missing_log_device_is_a_clear_error() {
     assert!(LogDevice::open("0:0").is_err());
     let err = LogDevice::open("/dev/null").unwrap_err();
     assert!(err.to_string().contains("neither a block device nor a regular file"), "{err}");
+}
+
+/// Every region whose clean bit the store writes as 0.
+fn unclean_union(log: &RegionLog) -> RoaringBitmap {
+    log.unclean().into_iter().fold(RoaringBitmap::new(), |all, set| all | set)
+}
+
+/// A CLEAR of a region out of sync leaves its clean bit 0 on disk, so that the next resume
+/// resyncs it (tests/kernel/README.md, finding C); SET_REGION_SYNC(1) then writes it clean.
+#[test]
+fn a_region_out_of_sync_stays_unclean_on_disk_until_set_in_sync() {
+    let args: LogArgs = "64 disk x 2".parse().unwrap();
+    let count = args.region_count();
+    let mut log = RegionLog::new(&args);
+    let loaded = format::load(&[], count, SyncMode::Default);
+    log.resume_with(RoaringBitmap::new());
+    let layout = Layout { count, block_size: 512, header_block: loaded.header_block };
+    let (_file, device) = temp_device(image_size(count, 512));
+    let region = RegionIndex(5);
+    log.set_region_sync(region, false).unwrap();
+    log.mark(std::iter::once(region)).unwrap();
+    log.clear(std::iter::once(region)).unwrap();
+    device.write(&layout.render_all(&log.unclean())).unwrap();
+    let image = device.read_image(image_size(count, 512)).unwrap();
+    assert!(!kernel_resume(&image, count.0, SyncMode::Default).0[5]);
+    assert!(!log.is_clean(region).unwrap());
+    log.set_region_sync(region, true).unwrap();
+    device.write(&layout.render_touched(&log.take_touched(), &log.unclean())).unwrap();
+    let image = device.read_image(image_size(count, 512)).unwrap();
+    assert!(kernel_resume(&image, count.0, SyncMode::Default).0[5]);
+    assert!(log.is_clean(region).unwrap());
 }

@@ -46,7 +46,9 @@ impl Server {
                 .arg("--transport")
                 .arg(format!("unix:{}", socket.display()))
                 .arg("--control-socket")
-                .arg(dir.join("control.sock")),
+                .arg(dir.join("control.sock"))
+                .arg("--state-dir")
+                .arg(dir.join("state")),
             socket,
         )
     }

@@ -60,6 +60,8 @@ impl Cluster {
             .arg(format!("unix:{}", socket.display()))
             .arg("--control-socket")
             .arg(self.path(&format!("n{node}.control")))
+            .arg("--state-dir")
+            .arg(self.path(&format!("n{node}.state")))
             .args(["--corosync", "--log-level", "debug"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

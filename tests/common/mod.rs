@@ -52,6 +52,8 @@ impl Daemon {
             .args(["--log-level", "debug"])
             .arg("--control-socket")
             .arg(self.dir.join("control.sock"))
+            .arg("--state-dir")
+            .arg(self.state_dir())
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -73,6 +75,11 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// Where this daemon keeps the logs' shadows (never /run in a test).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
     }
 
     /// kill -9.

@@ -463,8 +463,8 @@ impl ClusterLogActor {
         let unclean = state.unclean();
         let position = state.applied();
         let commit = match &disk.on_disk {
-            Some(on_disk) => disk.layout.render_touched(&(on_disk ^ &unclean), &unclean),
-            None => disk.layout.render_all(&unclean),
+            Some(on_disk) => disk.layout.render_touched(&(on_disk ^ &unclean), &[&unclean]),
+            None => disk.layout.render_all(&[&unclean]),
         };
         let write = disk.flusher.send(WriteCommit(commit));
         ctx.spawn(write.into_actor(self).map(move |written, act, ctx| {

@@ -9,10 +9,18 @@
 //! `sync_count` even for a region already in sync. The userspace kernel side resends a
 //! request after a 15 s timeout, so the same SET_REGION_SYNC can arrive twice; here the sync
 //! count is the number of regions in sync, and every request is idempotent.
+//!
+//! A second one: a region out of sync is never clean. dm-log.c keeps the clean and sync bits
+//! apart, so a CLEAR_REGION of a region out of sync sets its clean bit, the disk log writes
+//! it, and the next resume (which takes "clean" for "in sync") counts it in sync with legs
+//! that may differ. Kernel 6.1 did just that after a daemon restart (tests/kernel/README.md,
+//! finding C). Here IS_CLEAN and the disk image show a region clean only when it is neither
+//! dirty nor out of sync, so its clean bit stays 0 until SET_REGION_SYNC(1) puts it in sync.
 
 use roaring::RoaringBitmap;
 
 use super::args::{LogArgs, LogKind, SyncMode};
+use super::change::Change;
 use super::error::LogError;
 use crate::units::{RegionCount, RegionIndex, RegionSize};
 use crate::wire::{Reply, ReplyPayload, Request};
@@ -35,6 +43,19 @@ pub struct RegionLog {
     /// what a disk log must write at its next commit. `None` for a core log, which writes
     /// nothing and so need not remember.
     touched: Option<RoaringBitmap>,
+    /// Changes not yet handed to the shadow ([`RegionLog::take_changes`]); `None` while no
+    /// shadow is kept.
+    changes: Option<Vec<Change>>,
+}
+
+/// The sets a shadow keeps, as a snapshot holds them and a restore gives them back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShadowSets {
+    pub out_of_sync: RoaringBitmap,
+    pub recovering: RoaringBitmap,
+    /// A disk log's dirty regions (a core log's marks matter to nobody after a reconnect:
+    /// the kernel's region hash knows what it marked and clears it).
+    pub dirty: RoaringBitmap,
 }
 
 impl RegionLog {
@@ -55,6 +76,43 @@ impl RegionLog {
             recovering: RoaringBitmap::new(),
             sync_search: 0,
             touched: matches!(args.kind, LogKind::Disk { .. }).then(RoaringBitmap::new),
+            changes: None,
+        }
+    }
+
+    /// Whether to report every change a shadow keeps through [`RegionLog::take_changes`].
+    pub fn report_changes(&mut self, report: bool) {
+        self.changes = report.then(Vec::new);
+    }
+
+    /// The changes since the last call.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// What a shadow snapshot holds.
+    pub fn shadow_sets(&self) -> ShadowSets {
+        ShadowSets {
+            out_of_sync: self.out_of_sync.clone(),
+            recovering: self.recovering.clone(),
+            dirty: if self.is_disk() { self.dirty.clone() } else { RoaringBitmap::new() },
+        }
+    }
+
+    /// Takes the state a shadow kept across a daemon crash: the kernel's view of this log.
+    pub fn restore(&mut self, sets: ShadowSets) {
+        self.out_of_sync = sets.out_of_sync;
+        self.recovering = sets.recovering;
+        self.dirty = sets.dirty;
+    }
+
+    fn is_disk(&self) -> bool {
+        self.touched.is_some()
+    }
+
+    fn note(&mut self, change: Change) {
+        if let Some(changes) = &mut self.changes {
+            changes.push(change);
         }
     }
 
@@ -107,6 +165,13 @@ impl RegionLog {
         self.sync_search = 0;
     }
 
+    /// A real RESUME (not the one a reconnect sends): dm-raid1's presuspend waited for every
+    /// recovery to end, so nothing is being recovered. A region a shadow kept as recovering,
+    /// whose GET_RESYNC_WORK reply a daemon crash cut off, is handed out again from here on.
+    pub fn forget_recovering(&mut self) {
+        self.recovering.clear();
+    }
+
     /// RESUME of a disk log: the dirty set just loaded from the log device. As in
     /// `disk_resume`, a region is in sync exactly when it is clean.
     pub fn resume_with(&mut self, dirty: RoaringBitmap) {
@@ -119,9 +184,20 @@ impl RegionLog {
         }
     }
 
-    /// IS_CLEAN.
+    /// RESUME of a disk log right after a reconnect, its state restored from the shadow: the
+    /// kernel kept running, so the shadow's sets stand. A region dirty on the device and not
+    /// in the shadow had its CLEAR answered; the kernel will not clear it again.
+    pub fn resume_restored(&mut self) {
+        self.sync_search = 0;
+        if let Some(touched) = &mut self.touched {
+            touched.clear();
+        }
+    }
+
+    /// IS_CLEAN: neither dirty nor out of sync (finding C, in the module header).
     pub fn is_clean(&self, region: RegionIndex) -> Result<bool, LogError> {
-        Ok(!self.dirty.contains(self.check(region)?))
+        let region = self.check(region)?;
+        Ok(!self.dirty.contains(region) && !self.out_of_sync.contains(region))
     }
 
     /// IN_SYNC.
@@ -135,11 +211,8 @@ impl RegionLog {
         &mut self,
         regions: impl Iterator<Item = RegionIndex> + Clone,
     ) -> Result<(), LogError> {
-        for region in self.check_all(regions)? {
-            if self.dirty.insert(region) {
-                self.touch(region);
-            }
-        }
+        let regions = self.check_all(regions)?;
+        self.set_dirty(regions, true);
         Ok(())
     }
 
@@ -148,12 +221,27 @@ impl RegionLog {
         &mut self,
         regions: impl Iterator<Item = RegionIndex> + Clone,
     ) -> Result<(), LogError> {
-        for region in self.check_all(regions)? {
-            if self.dirty.remove(region) {
+        let regions = self.check_all(regions)?;
+        self.set_dirty(regions, false);
+        Ok(())
+    }
+
+    /// Marks or clears `regions`; a disk log with a shadow reports the ones that changed.
+    fn set_dirty(&mut self, regions: impl Iterator<Item = u32>, dirty: bool) {
+        let reported = self.is_disk() && self.changes.is_some();
+        let mut changed = Vec::new();
+        for region in regions {
+            let flipped = if dirty { self.dirty.insert(region) } else { self.dirty.remove(region) };
+            if flipped {
                 self.touch(region);
+                if reported {
+                    changed.push(region);
+                }
             }
         }
-        Ok(())
+        if !changed.is_empty() {
+            self.note(if dirty { Change::Marked(changed) } else { Change::Cleared(changed) });
+        }
     }
 
     /// GET_RESYNC_WORK: the next out-of-sync region from the search position that is not
@@ -168,6 +256,7 @@ impl RegionLog {
             Some(region) => {
                 self.sync_search = u64::from(region) + 1;
                 self.recovering.insert(region);
+                self.note(Change::Recovering(region));
                 Some(RegionIndex(u64::from(region)))
             }
             None => {
@@ -181,11 +270,13 @@ impl RegionLog {
     pub fn set_region_sync(&mut self, region: RegionIndex, in_sync: bool) -> Result<(), LogError> {
         let region = self.check(region)?;
         self.recovering.remove(region);
-        if in_sync {
-            self.out_of_sync.remove(region);
-        } else {
-            self.out_of_sync.insert(region);
+        let changed =
+            if in_sync { self.out_of_sync.remove(region) } else { self.out_of_sync.insert(region) };
+        if changed {
+            // The region's clean bit on disk follows its sync state (finding C).
+            self.touch(region);
         }
+        self.note(if in_sync { Change::InSync(region) } else { Change::OutOfSync(region) });
         Ok(())
     }
 
@@ -205,9 +296,10 @@ impl RegionLog {
         Ok((false, RegionIndex(u64::from(hint))))
     }
 
-    /// The dirty set, for rendering the disk image.
-    pub fn dirty(&self) -> &RoaringBitmap {
-        &self.dirty
+    /// The regions whose clean bit is 0 in the disk image: the dirty ones and, so that a
+    /// resume never takes a region out of sync for in sync, the ones out of sync.
+    pub fn unclean(&self) -> [&RoaringBitmap; 2] {
+        [&self.dirty, &self.out_of_sync]
     }
 
     /// How many regions are being recovered right now.

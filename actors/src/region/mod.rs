@@ -5,9 +5,11 @@
 //! request type. Both are synchronous and pure: persistence is [`crate::store`]'s job.
 
 mod args;
+mod change;
 mod error;
 mod log;
 
 pub use args::{ArgsError, LogArgs, LogKind, SyncMode};
+pub use change::Change;
 pub use error::LogError;
-pub use log::RegionLog;
+pub use log::{RegionLog, ShadowSets};

@@ -116,7 +116,8 @@ impl SimLog {
             }
         }
         self.oracle.reconnected();
-        self.in_sync_hint = 0;
+        // The kernel keeps its in_sync_hint: the reconnect sends RESUME itself, past
+        // userspace_resume(), which alone resets it (finding B in tests/kernel/README.md).
         // A failed RESUME leaves the original request to fail or retry; the next
         // request finds out.
         let _ = self.direct(&Request::Resume).await;
@@ -131,6 +132,7 @@ impl SimLog {
         };
         self.direct(&Request::GetRegionSize).await?;
         self.request(&Request::GetSyncCount).await?;
+        self.oracle.resumed();
         self.direct(&Request::Resume).await?;
         Ok(device)
     }
@@ -140,6 +142,8 @@ impl SimLog {
         self.complete_all().await?;
         self.direct(&Request::Presuspend).await?;
         self.direct(&Request::Postsuspend).await?;
+        // From the moment RESUME is sent the daemon may have reread the log device.
+        self.oracle.resumed();
         self.direct(&Request::Resume).await?;
         self.in_sync_hint = 0;
         Ok(())
@@ -198,8 +202,10 @@ impl SimLog {
             }
         }
         if !clears.is_empty() {
+            let cleared: Vec<u64> = clears.iter().map(|r| r.0).collect();
             self.request(&Request::ClearRegion(clears)).await?;
             self.request(&Request::Flush(RegionBatch::EMPTY)).await?;
+            self.oracle.cleared(&cleared);
         }
         Ok(())
     }
@@ -238,6 +244,8 @@ impl SimLog {
         self.request(&Request::Flush(RegionBatch::EMPTY)).await?;
         if in_sync {
             self.oracle.recovered(region.0);
+        } else {
+            self.oracle.recovery_failed(region.0);
         }
         Ok(Some(region.0))
     }
@@ -265,7 +273,7 @@ impl SimLog {
     }
 
     /// Asks IS_CLEAN of every region with writes in flight and checks the answers, and
-    /// IN_SYNC of every region a restart left for resync.
+    /// IN_SYNC of every region in sync at the last kill.
     pub async fn audit(&mut self) -> Result<(), Failed> {
         let name = self.name();
         // Failures read as "not clean" and "not in sync", as the kernel reads them.
@@ -273,7 +281,7 @@ impl SimLog {
             let clean = self.flag(&Request::IsClean(RegionIndex(region))).await.unwrap_or(false);
             self.oracle.check_clean(&name, region, clean);
         }
-        for region in self.oracle.must_resync() {
+        for region in self.oracle.in_sync_at_kill() {
             let in_sync = self.flag(&Request::InSync(RegionIndex(region))).await.unwrap_or(false);
             self.oracle.check_in_sync(&name, region, in_sync);
         }

@@ -103,7 +103,8 @@ impl Commit {
     }
 }
 
-/// The layout of one log's image on one device: renders blocks from the dirty set.
+/// The layout of one log's image on one device: renders blocks from the sets of regions
+/// whose clean bit is 0.
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub count: RegionCount,
@@ -117,12 +118,12 @@ impl Layout {
     }
 
     /// The whole image: what resume writes.
-    pub fn render_all(&self, dirty: &RoaringBitmap) -> Commit {
-        self.render(0..self.blocks(), dirty)
+    pub fn render_all(&self, unclean: &[&RoaringBitmap]) -> Commit {
+        self.render(0..self.blocks(), unclean)
     }
 
     /// Only the blocks that hold a bit of a `touched` region.
-    pub fn render_touched(&self, touched: &RoaringBitmap, dirty: &RoaringBitmap) -> Commit {
+    pub fn render_touched(&self, touched: &RoaringBitmap, unclean: &[&RoaringBitmap]) -> Commit {
         let bits_per_block = u64::from(self.block_size) * 8;
         let block_of =
             |region: u32| (BITMAP_OFFSET as u64 * 8 + u64::from(region)) / bits_per_block;
@@ -134,12 +135,12 @@ impl Layout {
                 last = next;
                 blocks.next();
             }
-            commit.runs.extend(self.render(first..last + 1, dirty).runs);
+            commit.runs.extend(self.render(first..last + 1, unclean).runs);
         }
         commit
     }
 
-    fn render(&self, blocks: std::ops::Range<u64>, dirty: &RoaringBitmap) -> Commit {
+    fn render(&self, blocks: std::ops::Range<u64>, unclean: &[&RoaringBitmap]) -> Commit {
         let bs = u64::from(self.block_size);
         let (start, end) = (blocks.start * bs, blocks.end * bs);
         let mut bytes = vec![0u8; (end - start) as usize];
@@ -147,7 +148,7 @@ impl Layout {
         for (offset, byte) in (start..end.min(BITMAP_OFFSET as u64)).zip(bytes.iter_mut()) {
             *byte = self.header_block[offset as usize];
         }
-        // Bitmap bytes: start all clean, then clear the dirty regions.
+        // Bitmap bytes: start all clean, then clear the bits of the unclean regions.
         let first_bit = start.max(BITMAP_OFFSET as u64) * 8 - BITMAP_OFFSET as u64 * 8;
         let end_bit = (end * 8).saturating_sub(BITMAP_OFFSET as u64 * 8).min(self.count.0);
         let at = |bit: u64| (BITMAP_OFFSET as u64 + bit / 8 - start) as usize;
@@ -156,7 +157,9 @@ impl Layout {
             bytes[at(byte_start)] = (0xFFu16 >> (8 - bits)) as u8;
         }
         if first_bit < end_bit {
-            for region in dirty.range(first_bit as u32..end_bit as u32) {
+            let regions =
+                unclean.iter().flat_map(|set| set.range(first_bit as u32..end_bit as u32));
+            for region in regions {
                 let bit = u64::from(region);
                 bytes[at(bit)] &= !(1 << (bit % 8));
             }

@@ -312,29 +312,46 @@ async fn a_member_joining_a_16_mi_region_log_gets_all_of_its_state() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = Cluster::up();
     const REGIONS: u64 = 16 << 20;
+    // A shared log device whose clean bits are random: the first member starts the state
+    // from it, so the state (about 2 MiB as roaring bitmaps) must travel in many chunks.
+    let device = log_file(cluster.dir.path(), "big-log", REGIONS);
+    let mut image = std::fs::read(&device).unwrap();
+    image[..4].copy_from_slice(&0x4D69_5272u32.to_le_bytes());
+    image[4..8].copy_from_slice(&2u32.to_le_bytes());
+    image[8..16].copy_from_slice(&REGIONS.to_le_bytes());
+    let mut rng = Rng::new(5);
+    for byte in &mut image[1024..1024 + (REGIONS / 8) as usize] {
+        *byte = rng.next_u64() as u8;
+    }
+    std::fs::write(&device, &image).unwrap();
+    let args = format!("clustered-disk {} 8", device.display());
     let mut logs = Vec::new();
     for node in 1..=2 {
-        let mut log = cluster.log(node, "big", "clustered-core 8", REGIONS);
+        let mut log = cluster.log(node, "big", &args, REGIONS);
         log.create().await.unwrap();
         logs.push(log);
-    }
-    // Scatter sync and marks over the whole range so the snapshot is megabytes.
-    let mut rng = Rng::new(5);
-    for _ in 0..400 {
-        let region = RegionIndex(rng.below(REGIONS));
-        logs[0].direct(&Request::SetRegionSync { region, in_sync: true }).await.unwrap();
     }
     for i in 0..64 {
         mark(&logs[i % 2], &[rng.below(REGIONS)]).await;
     }
     let expected = sync_count(&logs[0]).await;
-    let mut joiner = cluster.log(3, "big", "clustered-core 8", REGIONS);
+    assert!(expected > REGIONS / 3 && expected < REGIONS * 2 / 3, "{expected}");
+    let mut joiner = cluster.log(3, "big", &args, REGIONS);
     joiner.create().await.unwrap();
     assert_eq!(sync_count(&joiner).await, expected);
-    assert_eq!(sync_count(&logs[1]).await, expected);
-    let marked = RegionIndex(REGIONS - 1);
-    mark(&logs[1], &[marked.0]).await;
-    assert!(!is_clean(&joiner, marked.0).await);
+    for _ in 0..200 {
+        let region = rng.below(REGIONS);
+        assert_eq!(in_sync(&joiner, region).await, in_sync(&logs[0], region).await);
+    }
+    let marked = REGIONS - 1;
+    mark(&logs[1], &[marked]).await;
+    assert!(!is_clean(&joiner, marked).await);
+    // It came from node 1, the lowest member holding the state, in several chunks.
+    let output = cluster.output(1);
+    let sent = output.lines().rev().find(|l| l.contains("state snapshot sent")).unwrap();
+    let chunks: u32 = sent.split("chunks=").nth(1).unwrap().parse().unwrap();
+    eprintln!("the joiner's state came in {chunks} chunks");
+    assert!(chunks > 2, "{sent}");
 }
 
 #[tokio::test]

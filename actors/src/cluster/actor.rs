@@ -40,8 +40,11 @@ use crate::store::{DeviceError, Layout, LogDevice};
 use crate::transport::ReplySink;
 use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request};
 
-/// How often held work is retried while waiting for quorum, the group or flow control.
-const RETRY: Duration = Duration::from_millis(50);
+/// How soon a multicast CPG pushed back (`CS_ERR_TRY_AGAIN`) is tried again: corosync
+/// frees room as it delivers, within milliseconds.
+const FLOW_CONTROL_RETRY: Duration = Duration::from_millis(2);
+/// How often held work is retried while waiting for quorum or the group.
+const WAIT_RETRY: Duration = Duration::from_millis(100);
 
 /// One kernel request in its place in this log's order.
 struct Slot {
@@ -314,7 +317,8 @@ impl ClusterLogActor {
             || (self.active && self.group.is_none());
         if (blocked || waiting) && !self.retry_scheduled {
             self.retry_scheduled = true;
-            ctx.run_later(RETRY, |act, ctx| {
+            let after = if blocked { FLOW_CONTROL_RETRY } else { WAIT_RETRY };
+            ctx.run_later(after, |act, ctx| {
                 act.retry_scheduled = false;
                 act.pump(ctx);
             });
@@ -428,7 +432,17 @@ impl ClusterLogActor {
 
     fn apply_effect(&mut self, effect: Effect) {
         match effect {
-            Effect::Send(message) => self.outbox.push_back(message.encode()),
+            Effect::Send(message) => {
+                if let Message::Snapshot(chunk) = &message {
+                    if chunk.index == 0 {
+                        tracing::info!(
+                            uuid = %self.key.uuid, luid = self.key.luid, chunks = chunk.total,
+                            "state snapshot sent to joining members"
+                        );
+                    }
+                }
+                self.outbox.push_back(message.encode());
+            }
             Effect::Installed => {
                 tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log state installed");
             }

@@ -4,7 +4,7 @@
 //! mirror activated on shared storage is; a clustered-disk log is one file all nodes see.
 //!
 //! Needs root, iproute2 and corosync (scripts/setup installs them). The tests share the
-//! namespaces' names, so they take turns.
+//! namespaces' names, so they take turns (Cluster::up waits for the machine-wide lock).
 
 #[path = "cluster/harness.rs"]
 mod harness;
@@ -20,7 +20,6 @@ use harness::*;
 
 #[tokio::test]
 async fn a_region_stays_dirty_until_every_node_that_marked_it_clears_it() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = Cluster::up();
     let logs = cluster.log_everywhere("seed", "clustered-core 8 nosync", 64).await;
     let (one, two, three) = (&logs[0], &logs[1], &logs[2]);
@@ -107,7 +106,6 @@ impl Oracle {
 
 #[tokio::test]
 async fn random_concurrent_writes_from_every_node_agree_with_a_cluster_wide_oracle() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = Cluster::up();
     const REGIONS: u64 = 48;
     let device = log_file(cluster.dir.path(), "shared-log", REGIONS);
@@ -125,10 +123,15 @@ async fn random_concurrent_writes_from_every_node_agree_with_a_cluster_wide_orac
         for writer in writers {
             checks += writer.await.unwrap();
         }
-        // Every node agrees on the sync count and the dirty set.
+        // Every node agrees on the sync count, the status line and the dirty set.
         let counts =
             [sync_count(&logs[0]).await, sync_count(&logs[1]).await, sync_count(&logs[2]).await];
         assert!(counts.iter().all(|c| *c == REGIONS), "{counts:?}");
+        let mut statuses = Vec::new();
+        for log in logs.iter() {
+            statuses.push(log.direct(&Request::StatusInfo).await.unwrap());
+        }
+        assert!(statuses.windows(2).all(|w| w[0] == w[1]), "{statuses:?}");
         for region in 0..REGIONS {
             let expected = oracle.holders[region as usize].lock().await.is_empty();
             for log in logs.iter() {
@@ -146,7 +149,6 @@ async fn random_concurrent_writes_from_every_node_agree_with_a_cluster_wide_orac
 
 #[tokio::test]
 async fn the_disk_writer_killed_during_writes_from_every_node_loses_no_mark() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = Cluster::up();
     const REGIONS: u64 = 48;
     let device = log_file(cluster.dir.path(), "shared-log", REGIONS + 1);
@@ -212,7 +214,6 @@ async fn the_disk_writer_killed_during_writes_from_every_node_loses_no_mark() {
 
 #[tokio::test]
 async fn recovery_is_shared_out_and_every_node_reaches_full_sync() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = Cluster::up();
     const REGIONS: u64 = 90;
     let logs = Arc::new(cluster.log_everywhere("resync", "clustered-core 8", REGIONS).await);
@@ -236,7 +237,6 @@ async fn recovery_is_shared_out_and_every_node_reaches_full_sync() {
 
 #[tokio::test]
 async fn the_disk_writer_killed_mid_workload_leaves_its_marks_to_be_resynced() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = Cluster::up();
     const REGIONS: u64 = 64;
     let device = log_file(cluster.dir.path(), "shared-log", REGIONS);
@@ -273,7 +273,6 @@ async fn the_disk_writer_killed_mid_workload_leaves_its_marks_to_be_resynced() {
 
 #[tokio::test]
 async fn a_partition_without_quorum_changes_nothing_until_it_heals() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = Cluster::up();
     let logs = cluster.log_everywhere("split", "clustered-core 8 nosync", 64).await;
     mark(&logs[2], &[7]).await;
@@ -309,7 +308,6 @@ async fn a_partition_without_quorum_changes_nothing_until_it_heals() {
 
 #[tokio::test]
 async fn a_member_joining_a_16_mi_region_log_gets_all_of_its_state() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = Cluster::up();
     const REGIONS: u64 = 16 << 20;
     // A shared log device whose clean bits are random: the first member starts the state
@@ -356,7 +354,6 @@ async fn a_member_joining_a_16_mi_region_log_gets_all_of_its_state() {
 
 #[tokio::test]
 async fn a_killed_corosync_takes_its_node_out_until_it_is_back() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = Cluster::up();
     let dir = cluster.dir.path().display().to_string();
     let logs = cluster.log_everywhere("corosync", "clustered-core 8 nosync", 64).await;
@@ -396,7 +393,6 @@ async fn a_killed_corosync_takes_its_node_out_until_it_is_back() {
 
 #[tokio::test]
 async fn a_lone_member_keeps_its_state_across_suspend_and_resume() {
-    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = Cluster::up();
     let mut log = cluster.log(1, "alone", "clustered-core 8", 64);
     log.create().await.unwrap();

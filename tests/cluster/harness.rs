@@ -4,6 +4,7 @@
 #![allow(dead_code)] // the tests and the bench each use a different part
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,13 +15,16 @@ use dm_ulog_actors::store::format::image_size;
 use dm_ulog_actors::units::{RegionCount, RegionIndex};
 use dm_ulog_actors::wire::{RegionBatch, ReplyPayload, Request};
 
-/// The namespaces have fixed names: one cluster at a time.
-pub static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The namespaces have fixed names, so one cluster at a time on the machine: every test
+/// and bench process takes this lock (flock) for as long as its cluster is up.
+const MACHINE_LOCK: &str = "/tmp/dm-ulogd-cluster-namespaces.lock";
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/cluster.sh");
 
 /// The cluster, its daemons, and a simulated kernel per node.
 pub struct Cluster {
+    /// Held while the cluster is up; closing it releases the lock.
+    _turn: std::fs::File,
     pub dir: tempfile::TempDir,
     daemons: BTreeMap<u32, Child>,
     pub links: BTreeMap<u32, Arc<KernelLink>>,
@@ -28,9 +32,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn up() -> Cluster {
+        let turn = std::fs::File::create(MACHINE_LOCK).unwrap();
+        // SAFETY: flock(2) on a file this function owns; it waits for the cluster before.
+        assert_eq!(unsafe { libc::flock(turn.as_raw_fd(), libc::LOCK_EX) }, 0);
         let dir = tempfile::tempdir().unwrap();
         script(&["up", &dir.path().display().to_string()]);
-        let mut cluster = Cluster { dir, daemons: BTreeMap::new(), links: BTreeMap::new() };
+        let mut cluster =
+            Cluster { _turn: turn, dir, daemons: BTreeMap::new(), links: BTreeMap::new() };
         for node in 1..=3 {
             cluster.start(node);
         }

@@ -8,6 +8,7 @@
 
 mod channel;
 mod netlink;
+mod private_socket;
 mod unix;
 
 use std::io;
@@ -20,6 +21,7 @@ use actix::prelude::Stream;
 
 pub use channel::{channel_pair, ChannelClient};
 pub use netlink::missing_capabilities;
+pub use private_socket::bind_private;
 
 use crate::wire::{self, Errno, Reply, RequestHeader, MAX_REPLY_FRAME};
 

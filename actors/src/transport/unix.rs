@@ -2,7 +2,6 @@
 //! sender's bound path. Mode 0600: only root (or the owner) can reach the daemon.
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -17,17 +16,7 @@ use super::{Datagram, Incoming, Peer, ReplySink, SinkKind, Source, Transport};
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(super) fn bind(path: &Path) -> io::Result<Transport> {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a socket", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    let socket = UnixDatagram::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let socket = super::bind_private(path, |p| UnixDatagram::bind(p))?;
     // Replies leave through a socket of their own, in blocking mode: an unbound unix datagram
     // socket never signals that a full peer queue has room again, so a non-blocking send
     // could only retry on a timer. A peer that stops reading for SEND_TIMEOUT loses the

@@ -158,6 +158,26 @@ async fn clustered_types_serve_single_node_when_allowed() {
     assert_eq!(log.status().await.unwrap().1, format!("3 clustered-disk {} A", path.display()));
 }
 
+/// `--corosync` on a host where corosync is not running (this test's namespace has none):
+/// the daemon says so, constructs clustered logs, and holds their RESUME rather than
+/// serving a state no other host agreed to.
+#[tokio::test]
+async fn clustered_logs_without_a_reachable_corosync_wait_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--corosync"]);
+    let link = daemon.link("kernel", Duration::from_secs(30));
+    let log = sim_log(&link, "cc", "clustered-core 8", 125, false);
+    let ctr = Request::Ctr { args: log.table.ctr_string(), reconnect: false };
+    assert_eq!(log.direct(&ctr).await, Ok(ReplyPayload::Empty));
+    assert_eq!(log.direct(&Request::GetSyncCount).await, Ok(ReplyPayload::Count(0)));
+    let resume = tokio::spawn(async move { log.direct(&Request::Resume).await });
+    while !daemon.output().contains("quorum service unreachable (is corosync running?)") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!resume.is_finished(), "RESUME answered without a cluster");
+    resume.abort();
+}
+
 #[tokio::test]
 async fn clustered_types_are_refused_without_a_cluster() {
     let dir = tempfile::tempdir().unwrap();

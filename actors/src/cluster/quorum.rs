@@ -29,13 +29,22 @@ impl Quorum {
         let shared = quorate.clone();
         std::thread::Builder::new()
             .name("quorum".into())
-            .spawn(move || loop {
-                match follow(&shared) {
-                    Ok(()) => {}
-                    Err(error) => tracing::debug!(?error, "quorum service unavailable"),
+            .spawn(move || {
+                // Said once per outage, not at every attempt.
+                let mut outage_reported = false;
+                loop {
+                    let error = follow(&shared, &mut outage_reported);
+                    if !outage_reported {
+                        tracing::warn!(
+                            ?error,
+                            "corosync's quorum service unreachable (is corosync running?): \
+                             clustered logs hold their requests until it is"
+                        );
+                        outage_reported = true;
+                    }
+                    shared.store(false, Ordering::SeqCst);
+                    std::thread::sleep(RECONNECT_DELAY);
                 }
-                shared.store(false, Ordering::SeqCst);
-                std::thread::sleep(RECONNECT_DELAY);
             })
             .expect("spawning the quorum watcher");
         Quorum { quorate }
@@ -46,14 +55,25 @@ impl Quorum {
     }
 }
 
-/// Follows the quorum service until it goes away.
-fn follow(quorate: &AtomicBool) -> Result<(), rust_corosync::CsError> {
+/// Follows the quorum service until it goes away, and says why.
+fn follow(quorate: &AtomicBool, outage_reported: &mut bool) -> rust_corosync::CsError {
+    match try_follow(quorate, outage_reported) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    }
+}
+
+fn try_follow(
+    quorate: &AtomicBool,
+    outage_reported: &mut bool,
+) -> Result<std::convert::Infallible, rust_corosync::CsError> {
     let model = quorum::ModelData::ModelV1(quorum::Model1Data {
         flags: quorum::Model1Flags::None,
         quorum_notification_fn: Some(on_quorum),
         nodelist_notification_fn: None,
     });
     let (handle, _) = quorum::initialize(&model, 0)?;
+    *outage_reported = false;
     let fd = quorum::fd_get(&handle)?;
     quorum::trackstart(&handle, TrackFlags::Changes)?;
     let now = quorum::getquorate(&handle)?;

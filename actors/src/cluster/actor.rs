@@ -7,14 +7,11 @@
 //! back. IS_CLEAN and IS_REMOTE_RECOVERING are ops too, read at their place in the total
 //! order, so no mark or recovery another host's kernel was told about is missed. IN_SYNC
 //! and GET_SYNC_COUNT are answered from the local replica (as cmirrord does), in their place
-//! behind this log's earlier requests. Requests wait,
-//! unanswered (the kernel resends after 15 s), while this member holds no state, has no
-//! quorum, or CPG pushes back (`CS_ERR_TRY_AGAIN`, retried, never a failure).
+//! behind this log's earlier requests. Requests wait, unanswered (the kernel resends after
+//! 15 s), while this member holds no state, has no quorum, or CPG pushes back
+//! (`CS_ERR_TRY_AGAIN`, retried, never a failure).
 //!
-//! clustered-disk: only the group's writer (the lowest member holding the state) writes the
-//! log device. After applying a FLUSH from anyone it commits, then multicasts how far the
-//! device is durable; a FLUSH is answered only then. When the writer goes, the next one
-//! writes the whole image before saying anything is durable.
+//! The log device of a clustered-disk log is the [`disk`] module's business.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -28,17 +25,17 @@ use super::message::Message;
 use super::quorum::Quorum;
 use super::replica::{Effect, Replica};
 use super::state::{ClusterState, Op};
-use crate::flusher::{Flusher, ReadImage, WriteCommit};
 use crate::log_actor::{Describe, LogRequest, Retire, Shutdown};
 use crate::metrics::Metrics;
-use crate::region::{LogArgs, LogKind};
+use crate::region::LogArgs;
 use crate::registry::Registry;
 use crate::reply_to::ReplyTo;
 use crate::status::{ClusterStatus, LogStatus};
-use crate::store::format::{self, image_size};
-use crate::store::{DeviceError, Layout, LogDevice};
 use crate::transport::ReplySink;
 use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request};
+use disk::Disk;
+
+mod disk;
 
 /// How soon a multicast CPG pushed back (`CS_ERR_TRY_AGAIN`) is tried again: corosync
 /// frees room as it delivers, within milliseconds.
@@ -68,23 +65,6 @@ enum Work {
 enum LocalRead {
     InSync(u64),
     SyncCount,
-}
-
-/// The log device side of a clustered-disk log.
-struct Disk {
-    flusher: Addr<Flusher>,
-    layout: Layout,
-    status_name: String,
-    failed: bool,
-    /// What the device holds as not clean, as far as this member wrote it; `None` until this
-    /// member has written the whole image.
-    on_disk: Option<RoaringBitmap>,
-    committing: bool,
-    /// A FLUSH (or a change of writer) asks for a commit.
-    wanted: bool,
-    /// Set on leaving the group: what the device holds now is read before joining again.
-    read_before_join: bool,
-    reading: bool,
 }
 
 pub struct ClusterLogActor {
@@ -167,56 +147,6 @@ impl ClusterLogActor {
         }
     }
 
-    /// CTR: the replica starts from all regions out of sync (core), or from the log device.
-    fn construct(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {
-        let LogKind::Disk { device } = &self.args.kind else {
-            self.fresh = ClusterState::initial_out_of_sync(&self.args);
-            tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, args = %self.args, "clustered log created");
-            return self.respond(&to, Ok(ReplyPayload::Empty));
-        };
-        let (name, count, sync) = (device.clone(), self.args.region_count(), self.args.sync);
-        let open = tokio::task::spawn_blocking(move || {
-            let device = LogDevice::open(&name)?;
-            let size = image_size(count, device.block_size());
-            device.check_size(size)?;
-            let image = device.read_image(size)?;
-            Ok::<_, DeviceError>((device, format::load(&image, count, sync)))
-        });
-        ctx.wait(open.into_actor(self).map(move |opened, act, ctx| {
-            let opened = opened.unwrap_or_else(|_| {
-                Err(DeviceError::NotADevice { name: "(open task panicked)".into() })
-            });
-            match opened {
-                Ok((device, loaded)) => {
-                    let name = device.name().to_owned();
-                    act.disk = Some(Disk {
-                        layout: Layout {
-                            count,
-                            block_size: device.block_size(),
-                            header_block: loaded.header_block,
-                        },
-                        status_name: device.status_name(),
-                        flusher: Flusher::new(Arc::new(device)).start(),
-                        failed: loaded.incompatible,
-                        on_disk: None,
-                        committing: false,
-                        wanted: false,
-                        read_before_join: false,
-                        reading: false,
-                    });
-                    act.fresh = loaded.dirty;
-                    tracing::info!(uuid = %act.key.uuid, luid = act.key.luid, args = %act.args, "clustered log created");
-                    act.respond(&to, Ok(ReplyPayload::DeviceName(name)));
-                }
-                Err(error) => {
-                    tracing::warn!(uuid = %act.key.uuid, luid = act.key.luid, %error, "log not created");
-                    act.respond(&to, Err(error.errno()));
-                    ctx.stop();
-                }
-            }
-        }));
-    }
-
     /// Joins the log's group, if this member belongs there and can.
     fn join(&mut self, ctx: &mut Context<Self>) {
         if self.group.is_some() || !self.active || !self.quorum.is_quorate() {
@@ -246,31 +176,6 @@ impl ClusterLogActor {
                 tracing::warn!(uuid = %self.key.uuid, luid = self.key.luid, ?error, "cannot join the log's group; retrying");
             }
         }
-    }
-
-    /// Reads the log device into what the state would start from, then tries to join.
-    fn read_device(&mut self, ctx: &mut Context<Self>) {
-        let Some(disk) = &self.disk else { return };
-        let size = image_size(disk.layout.count, disk.layout.block_size);
-        let (count, sync) = (self.args.region_count(), self.args.sync);
-        let read = disk.flusher.send(ReadImage(size));
-        ctx.spawn(read.into_actor(self).map(move |read, act, ctx| {
-            let Some(disk) = act.disk.as_mut() else { return };
-            disk.reading = false;
-            match read {
-                Ok(Ok(image)) => {
-                    disk.read_before_join = false;
-                    let fresh = format::load(&image, count, sync).dirty;
-                    match &mut act.replica {
-                        Some(replica) => replica.detach(fresh),
-                        None => act.fresh = fresh,
-                    }
-                }
-                // Joining waits for a readable device; the retry reads again.
-                _ => tracing::warn!(uuid = %act.key.uuid, luid = act.key.luid, "log device unreadable; not joining yet"),
-            }
-            act.pump(ctx);
-        }));
     }
 
     /// Leaves the group (`clean`: after POSTSUSPEND): the replica stops being current, and
@@ -460,65 +365,6 @@ impl ClusterLogActor {
                 slot.work = Work::Applied { reply, position, needs_disk, then_leave };
                 if then_leave {
                     self.active = false;
-                }
-            }
-        }
-    }
-
-    /// The writer commits what FLUSHes asked for; everyone else waits to be told.
-    fn maybe_commit(&mut self, ctx: &mut Context<Self>) {
-        let Some(replica) = &self.replica else { return };
-        let (Some(state), Some(disk)) = (replica.state(), self.disk.as_mut()) else { return };
-        if replica.writer() != Some(replica.me()) || disk.committing || !disk.wanted {
-            return;
-        }
-        disk.wanted = false;
-        disk.committing = true;
-        let unclean = state.unclean();
-        let position = state.applied();
-        let commit = match &disk.on_disk {
-            Some(on_disk) => disk.layout.render_touched(&(on_disk ^ &unclean), &[&unclean]),
-            None => disk.layout.render_all(&[&unclean]),
-        };
-        let write = disk.flusher.send(WriteCommit(commit));
-        ctx.spawn(write.into_actor(self).map(move |written, act, ctx| {
-            let result = written.unwrap_or_else(|_| {
-                Err(DeviceError::Io {
-                    name: "(flusher)".into(),
-                    source: std::io::Error::other("flusher stopped"),
-                })
-            });
-            let Some(disk) = act.disk.as_mut() else { return };
-            disk.committing = false;
-            match result {
-                Ok(()) => {
-                    disk.on_disk = Some(unclean);
-                    act.durable = act.durable.max(position);
-                    if act.replica.as_ref().is_some_and(|r| r.members().len() > 1) {
-                        act.outbox.push_back(Message::Durable(position).encode());
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(uuid = %act.key.uuid, luid = act.key.luid, %error, "log device failed");
-                    disk.failed = true;
-                    disk.on_disk = None;
-                    act.last_error = Some(error.to_string());
-                    act.fail_flushes(position);
-                    act.outbox.push_back(Message::CommitFailed(position).encode());
-                }
-            }
-            act.pump(ctx);
-        }));
-    }
-
-    /// The FLUSHes (and POSTSUSPENDs) waiting on a commit up to `position` fail, as the
-    /// kernel's disk log fails them: with EIO.
-    fn fail_flushes(&mut self, position: u64) {
-        for slot in &mut self.slots {
-            if let Work::Applied { reply, position: p, needs_disk, .. } = &mut slot.work {
-                if *needs_disk && *p <= position {
-                    *reply = Err(Errno::EIO);
-                    *needs_disk = false;
                 }
             }
         }

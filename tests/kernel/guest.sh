@@ -91,10 +91,11 @@ daemon_start() { # in its own session, so a case's `timeout` never takes it down
     local before i
     before=$(serving_count)
     rm -f "$KT/ulogd.pid" "$KT/ulogd.rc"
-    setsid bash -c '"$1" --transport netlink --log-level info --single-node-clustered \
+    # $DAEMON_FLAGS: case 8 serves the clustered types through corosync instead.
+    setsid bash -c '"$1" --transport netlink --log-level info --single-node-clustered $5 \
             >>"$2" 2>&1 </dev/null &
         echo $! >"$3"; wait $!; echo $? >"$4"' \
-        ulogd "$BIN" "$ULOG" "$KT/ulogd.pid" "$KT/ulogd.rc" </dev/null >/dev/null 2>&1 &
+        ulogd "$BIN" "$ULOG" "$KT/ulogd.pid" "$KT/ulogd.rc" "${DAEMON_FLAGS:-}" </dev/null >/dev/null 2>&1 &
     for i in $(seq 150); do # 15 s
         if [ -s "$KT/ulogd.pid" ] && [ "$(serving_count)" -gt "$before" ]; then
             echo "daemon started: pid $(daemon_pid)"
@@ -833,6 +834,86 @@ c7_run() {
     check_daemon
 }
 
+# ===========================================================================================
+# Case 8: the clustered types through a real corosync. A one-node corosync runs in the guest
+# (knet on 127.0.0.1, votequorum: quorate with its one vote); the daemon is restarted with
+# --corosync, so clustered-core and clustered-disk go through CPG: every state change is a
+# multicast delivered back to the daemon before the kernel gets its answer. Then case 1's
+# checks for each: resync, a pattern written and read back, both legs compared, status,
+# suspend/resume, remove. Afterwards the daemon is restarted as the other cases want it.
+# ===========================================================================================
+corosync_start() {
+    local d=$KT/corosync i
+    mkdir -p "$d/state" /dev/shm
+    mountpoint -q /dev/shm || mount -t tmpfs tmpfs /dev/shm # libqb's IPC rings
+    ip link set lo up
+    cat >"$d/corosync.conf" <<CONF
+totem {
+    version: 2
+    cluster_name: ktest
+    transport: knet
+    crypto_cipher: none
+    crypto_hash: none
+}
+nodelist {
+    node {
+        nodeid: 1
+        ring0_addr: 127.0.0.1
+    }
+}
+quorum {
+    provider: corosync_votequorum
+}
+logging {
+    to_logfile: yes
+    logfile: $d/corosync.log
+    to_syslog: no
+    to_stderr: no
+}
+system {
+    state_dir: $d/state
+    move_to_root_cgroup: no
+}
+CONF
+    setsid corosync -f -c "$d/corosync.conf" </dev/null >>"$d/out" 2>&1 &
+    echo $! >"$KT/corosync.pid"
+    for i in $(seq 300); do # 30 s
+        corosync-quorumtool -s 2>/dev/null | grep -q 'Quorate: *Yes' && return 0
+        sleep 0.1
+    done
+    why "corosync not quorate after 30 s: $(tail -n 3 "$d/corosync.log" 2>/dev/null | tr '\n' ' ')"
+}
+corosync_stop() {
+    local pid
+    pid=$(cat "$KT/corosync.pid" 2>/dev/null) || return 0
+    kill -TERM "$pid" 2>/dev/null
+    while running "$pid"; do sleep 0.1; done
+}
+daemon_restart() { # daemon_restart [flags]: SIGTERM the daemon, start it with these flags
+    local rc
+    rc=$(daemon_term) || return 1
+    [ "$rc" = 0 ] || { why "dm-ulogd exited $rc on SIGTERM"; return 1; }
+    DAEMON_FLAGS=$1 daemon_start
+}
+c8_up() {
+    corosync_start || return 1
+    daemon_restart --corosync || return 1
+    grep -q 'cluster quorum quorate=true' "$ULOG" || { why "the daemon did not see the quorum"; return 1; }
+}
+c8_through_cpg() { # the answers came through the log's CPG group, not a single-host log
+    grep -q 'joined the log.s group' "$ULOG" && grep -q 'log state installed' "$ULOG" ||
+        { why "the daemon's log shows no CPG group joined"; return 1; }
+}
+case_8() {
+    subcase 8-corosync-up c8_up
+    subcase 8-clustered-core c1_variant KT8-ccore clustered-core 0
+    subcase 8-clustered-disk c1_variant KT8-cdisk clustered-disk 0
+    subcase 8-clustered-disk-integrated_flush c1_variant KT8-cdiski clustered-disk 1
+    subcase 8-through-cpg c8_through_cpg
+    daemon_restart "" >>"$CASELOG" 2>&1
+    corosync_stop
+}
+
 # --- drivers -------------------------------------------------------------------------------
 
 cleanup() { # after each case: a live daemon, nothing suspended, no test devices left
@@ -880,7 +961,7 @@ main)
     if ! daemon_start >>"$CASELOG" 2>&1; then
         emit "FAIL daemon: $(cat "$KT/why")"
     else
-        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180)
+        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180 [8]=420)
         for c in "$@"; do
             cs=$SECONDS
             timeout -k 5 "${LIMIT[$c]:-600}" bash "$0" case "$c" "$BIN" "$SHARE"

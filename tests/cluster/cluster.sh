@@ -6,6 +6,8 @@
 #   cluster.sh down DIR        stop every corosync and delete the namespaces
 #   cluster.sh partition N     cut node N off the bridge;  cluster.sh heal N  reconnects it
 #   cluster.sh stop-corosync DIR N   kill -9 node N's corosync; start-corosync DIR N  restarts it
+#   cluster.sh conf DIR ADDRESS...   print a corosync.conf for nodes at these addresses
+#                              (the real-kernel suite's one-node cluster uses it too)
 #
 # Each corosync gets a private /run (its pid file path is fixed in corosync 3.1) and its own
 # state directory under DIR; nothing outside DIR and the namespaces is touched. Needs root,
@@ -16,8 +18,10 @@ NODES=(1 2 3)
 ns() { echo "ulogd-n$1"; }
 BRIDGE_NS=ulogd-br
 
-config() { # DIR N
-    local d=$1/n$2
+config() { # DIR ADDRESS...: a corosync.conf whose nodes 1, 2, ... are at these addresses,
+           # logging and keeping its state in DIR
+    local d=$1 i=0 address
+    shift
     cat <<CONF
 totem {
     version: 2
@@ -28,7 +32,7 @@ totem {
     token: 1000
 }
 nodelist {
-$(for i in "${NODES[@]}"; do printf '    node {\n        nodeid: %s\n        ring0_addr: 10.98.0.%s\n    }\n' "$i" "$i"; done)
+$(for address in "$@"; do i=$((i + 1)); printf '    node {\n        nodeid: %s\n        ring0_addr: %s\n    }\n' "$i" "$address"; done)
 }
 quorum {
     provider: corosync_votequorum
@@ -50,7 +54,7 @@ CONF
 start_corosync() { # DIR N
     local d=$1/n$2
     mkdir -p "$d/run" "$d/state"
-    config "$1" "$2" > "$d/corosync.conf"
+    config "$d" "${NODES[@]/#/10.98.0.}" > "$d/corosync.conf"
     ip netns exec "$(ns "$2")" sh -c "mount --bind $d/run /run && exec corosync -f -c $d/corosync.conf" \
         > "$d/corosync.out" 2>&1 &
     echo $! > "$d/corosync.pid"
@@ -102,8 +106,9 @@ heal) ip -n $BRIDGE_NS link set "v$2" up ;;
 stop-corosync) stop_corosync "$2" "$3" KILL ;;
 start-corosync) start_corosync "$2" "$3" ;;
 votes) votes "$2" ;;
+conf) shift; config "$@" ;;
 *)
-    echo "usage: $0 up DIR | down DIR | partition N | heal N | stop-corosync DIR N | start-corosync DIR N | votes N" >&2
+    echo "usage: $0 up DIR | down DIR | partition N | heal N | stop-corosync DIR N | start-corosync DIR N | votes N | conf DIR ADDRESS..." >&2
     exit 2
     ;;
 esac

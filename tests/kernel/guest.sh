@@ -847,34 +847,7 @@ corosync_start() {
     mkdir -p "$d/state" /dev/shm
     mountpoint -q /dev/shm || mount -t tmpfs tmpfs /dev/shm # libqb's IPC rings
     ip link set lo up
-    cat >"$d/corosync.conf" <<CONF
-totem {
-    version: 2
-    cluster_name: ktest
-    transport: knet
-    crypto_cipher: none
-    crypto_hash: none
-}
-nodelist {
-    node {
-        nodeid: 1
-        ring0_addr: 127.0.0.1
-    }
-}
-quorum {
-    provider: corosync_votequorum
-}
-logging {
-    to_logfile: yes
-    logfile: $d/corosync.log
-    to_syslog: no
-    to_stderr: no
-}
-system {
-    state_dir: $d/state
-    move_to_root_cgroup: no
-}
-CONF
+    "$(dirname "$0")/../cluster/cluster.sh" conf "$d" 127.0.0.1 >"$d/corosync.conf"
     setsid corosync -f -c "$d/corosync.conf" </dev/null >>"$d/out" 2>&1 &
     echo $! >"$KT/corosync.pid"
     for i in $(seq 300); do # 30 s

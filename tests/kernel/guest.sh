@@ -9,7 +9,8 @@
 #   guest.sh main <dm-ulogd> <share> <sentinel> <case>...   the suite (called by /init)
 #   guest.sh case <n> <dm-ulogd> <share>                    one case (called by main)
 #   guest.sh cleanup <dm-ulogd> <share>                     tidy up after a case
-#   guest.sh bench <dm-ulogd> <share> <sentinel> <rounds>   the benchmark, not a test (see bench())
+#   guest.sh bench <dm-ulogd> <share> <sentinel> <rounds> [<daemon args>]
+#                                                           the benchmark, not a test (see bench())
 #
 # Each case runs in its own bash under `timeout` and prints `PASS <name>` or
 # `FAIL <name>: <why>` per (sub)case; main appends the sentinel when every case has run. All
@@ -939,7 +940,7 @@ bench)
     t0=$SECONDS
     note "guest: kernel $(uname -r), $(nproc) vCPU, $(awk '/MemTotal/ { print $2 / 1024 " MiB" }' /proc/meminfo)"
     note "guest: dm-ulogd $("$BIN" --version 2>&1), dmsetup $(dmsetup version 2>&1 | tr '\n' ' ')"
-    ULOGD_EXTRA="--metrics-listen $BENCH_PORT"
+    ULOGD_EXTRA="--metrics-listen $BENCH_PORT ${6:-}"
     if daemon_start >>"$CASELOG" 2>&1; then
         rm -f "$KT/why"
         bench "$5" >>"$CASELOG" 2>&1 || emit "FAIL bench: $(cat "$KT/why" 2>/dev/null || echo 'no reason recorded')"

@@ -9,6 +9,8 @@
 #   guest.sh main <dm-ulogd> <share> <sentinel> <case>...   the suite (called by /init)
 #   guest.sh case <n> <dm-ulogd> <share>                    one case (called by main)
 #   guest.sh cleanup <dm-ulogd> <share>                     tidy up after a case
+#   guest.sh bench <dm-ulogd> <share> <sentinel> <rounds> [<daemon args>]
+#                                                           the benchmark, not a test (see bench())
 #
 # Each case runs in its own bash under `timeout` and prints `PASS <name>` or
 # `FAIL <name>: <why>` per (sub)case; main appends the sentinel when every case has run. All
@@ -91,7 +93,7 @@ daemon_start() { # in its own session, so a case's `timeout` never takes it down
     local before i
     before=$(serving_count)
     rm -f "$KT/ulogd.pid" "$KT/ulogd.rc"
-    # $DAEMON_FLAGS: case 8 serves the clustered types through corosync instead.
+    # $DAEMON_FLAGS: more options: case 8's --corosync, the bench's metrics endpoint.
     setsid bash -c '"$1" --transport netlink --log-level info --single-node-clustered $5 \
             >>"$2" 2>&1 </dev/null &
         echo $! >"$3"; wait $!; echo $? >"$4"' \
@@ -887,6 +889,74 @@ case_8() {
     corosync_stop
 }
 
+# ===========================================================================================
+# Bench mode (tests/kernel/bench; not a test case, no verdicts): O_DIRECT sequential writes
+# through a mirror whose log is (A) the kernel's own `disk`, (B) dm-ulogd `disk`, (C) dm-ulogd
+# `disk` + integrated_flush, interleaved A B C A B C ... in one guest so that drift hits all
+# three alike. The legs are whole brd RAM disks (16 MiB), the log another one, the regions
+# 64 KiB (256 of them), the mirror created `nosync`: no resync traffic, and every write marks
+# fresh regions (dm-mirror splits bios at region boundaries; a region is cleared, and leaves
+# the region hash, once its writes complete). One line per measurement:
+#   BENCH <workload> <A|B|C> <round> <bytes> <seconds> [<request>=<count> ...]
+# seconds sums dd's own timings (no process start-up); the rest is from the daemon's metrics over
+# the measurement: requests received by type, s_<type> the seconds from their arrival to their
+# reply, commit_sum/commit_count the disk commits (written and fdatasync'ed).
+# ===========================================================================================
+BENCH_SECT=32768                  # 16 MiB: a whole brd RAM disk per leg
+BENCH_RS=128                      # 64 KiB regions
+BENCH_PASSES=4                    # passes over the mirror per measurement: 64 MiB
+BENCH_PORT=9877
+bench_table() { # <A|B|C>: the mirror's table (legs ram0 ram1, log ram2)
+    local log
+    case $1 in
+    A) log="disk 3 /dev/ram2 $BENCH_RS nosync" ;;
+    B) log="userspace 5 KTB-B disk /dev/ram2 $BENCH_RS nosync" ;;
+    C) log="userspace 6 KTB-C integrated_flush disk /dev/ram2 $BENCH_RS nosync" ;;
+    esac
+    echo "0 $BENCH_SECT mirror $log 2 /dev/ram0 0 /dev/ram1 0"
+}
+bench_metrics() { # the daemon's counters of interest, one `key value` a line
+    curl -s --max-time 10 "http://127.0.0.1:$BENCH_PORT/metrics" | awk '
+        function req() { match($0, /request="[A-Z_]+"/); return substr($0, RSTART + 9, RLENGTH - 10) }
+        /^dm_ulogd_requests_total\{/ { print req(), $NF }
+        /^dm_ulogd_request_duration_seconds_sum\{/ { print "s_" req(), $NF }
+        /^dm_ulogd_disk_commit_duration_seconds_(sum|count)/ { sub(/.*_seconds_/, "commit_", $1); print $1, $NF }'
+}
+bench_one() { # <workload> <bs> <count per pass> <A|B|C> <round>
+    local wl=$1 bs=$2 count=$3 v=$4 round=$5 p out bytes=0 secs=0 before after deltas
+    zero_dev /dev/ram2 || return 1
+    create kt-bench "$(bench_table "$v")" || return 1
+    before=$(bench_metrics)
+    for ((p = 0; p < BENCH_PASSES; p++)); do
+        out=$(dd if=/dev/zero of=/dev/mapper/kt-bench bs="$bs" count="$count" oflag=direct 2>&1) ||
+            { why "dd $bs to $v failed: $out"; return 1; }
+        # "16777216 bytes (17 MB, 16 MiB) copied, 0.25 s, 67 MB/s"
+        read -r bytes secs <<<"$(echo "$out" | sed -n 's/^\([0-9]*\) bytes.* copied, \([0-9.e+-]*\) s, .*/\1 \2/p' |
+            awk -v b="$bytes" -v s="$secs" '{ printf "%d %.6f", b + $1, s + $2 }')"
+    done
+    after=$(bench_metrics)
+    deltas=$(awk 'NR == FNR { was[$1] = $2; next } $2 - was[$1] > 0 { printf " %s=%s", $1, $2 - was[$1] }' \
+        <(echo "$before") <(echo "$after"))
+    echo "status: $(status_words kt-bench)"
+    remove kt-bench || return 1
+    emit "BENCH $wl $v $round $bytes $secs$deltas"
+}
+bench() { # <rounds>
+    local r wl v
+    ip link set lo up || { why "cannot bring up lo for the metrics endpoint"; return 1; }
+    for dev in /dev/ram0 /dev/ram1 /dev/ram2; do # brd allocates a page at its first write
+        zero_dev "$dev" 16 || return 1
+    done
+    for ((r = 1; r <= $1; r++)); do
+        for wl in "seq1m 1M 16" "seq64k 64K 256"; do
+            for v in A B C; do
+                bench_one $wl "$v" "$r" || return 1
+            done
+        done
+    done
+    check_daemon
+}
+
 # --- drivers -------------------------------------------------------------------------------
 
 cleanup() { # after each case: a live daemon, nothing suspended, no test devices left
@@ -917,6 +987,26 @@ case)
 cleanup)
     setup_env "$2" "$3"
     cleanup >>"$CASELOG" 2>&1
+    ;;
+bench)
+    setup_env "$2" "$3"
+    : >"$RESULTS"
+    t0=$SECONDS
+    note "guest: kernel $(uname -r), $(nproc) vCPU, $(awk '/MemTotal/ { print $2 / 1024 " MiB" }' /proc/meminfo)"
+    note "guest: dm-ulogd $("$BIN" --version 2>&1), dmsetup $(dmsetup version 2>&1 | tr '\n' ' ')"
+    DAEMON_FLAGS="--metrics-listen $BENCH_PORT ${6:-}"
+    if daemon_start >>"$CASELOG" 2>&1; then
+        rm -f "$KT/why"
+        bench "$5" >>"$CASELOG" 2>&1 || emit "FAIL bench: $(cat "$KT/why" 2>/dev/null || echo 'no reason recorded')"
+        cleanup >>"$CASELOG" 2>&1
+        daemon_alive && kill -TERM "$(daemon_pid)"
+    else
+        emit "FAIL daemon: $(cat "$KT/why")"
+    fi
+    dmesg >"$SHARE/dmesg.txt" 2>&1
+    note "guest: the bench took $((SECONDS - t0)) s"
+    emit "$4"
+    sync
     ;;
 main)
     setup_env "$2" "$3"

@@ -17,6 +17,7 @@ pub fn run(settings: Settings) -> Result<(), String> {
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
+    raise_open_file_limit();
     let transport = match &settings.transport {
         TransportSpec::Netlink => {
             let missing = missing_capabilities();
@@ -91,6 +92,25 @@ fn serve_metrics(address: std::net::SocketAddr, observer: dm_ulog_actors::Observ
         Err(error) => tracing::error!(
             %address, %error, "metrics endpoint unavailable: serving the kernel without it"
         ),
+    }
+}
+
+/// Every log keeps its shadow file open, and every disk log its device: a host with
+/// thousands of mirrors needs more descriptors than the usual soft limit of 1024. The soft
+/// limit is raised to the hard one, as far as the host allows; a failure only means fewer.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit for this process.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!(
+                    "could not raise the open-file limit; thousands of logs may not fit"
+                );
+            }
+        }
     }
 }
 

@@ -46,8 +46,11 @@ pub enum LoadError {
 #[derive(Debug)]
 pub struct Shadow {
     path: PathBuf,
-    /// Bytes in the file since its snapshot was written; `None` before the first snapshot.
-    written: Option<u64>,
+    /// The file as last written, kept open so that a journal record costs one write(2), not
+    /// an open, a write and a close; `None` before the first snapshot.
+    file: Option<std::fs::File>,
+    /// Bytes in the file since its snapshot was written.
+    written: u64,
     /// The size past which the next append compacts.
     compact_at: u64,
 }
@@ -57,7 +60,7 @@ impl Shadow {
     /// (a uuid may hold any byte and be 128 long); the snapshot holds both in full.
     pub fn new(dir: &Path, key: &LogKey) -> Shadow {
         let name = format!("{:016x}-{:016x}.shadow", key.luid, format::fnv1a(key.uuid.as_bytes()));
-        Shadow { path: dir.join(name), written: None, compact_at: MIN_COMPACT_BYTES }
+        Shadow { path: dir.join(name), file: None, written: 0, compact_at: MIN_COMPACT_BYTES }
     }
 
     pub fn path(&self) -> &Path {
@@ -81,9 +84,12 @@ impl Shadow {
     pub fn save(&mut self, owner: Owner<'_>, log: &RegionLog) -> io::Result<()> {
         let bytes = format::snapshot(owner, &log.shadow_sets());
         let aside = self.path.with_extension("new");
-        open(&aside, false)?.write_all(&bytes)?;
+        let mut file = create(&aside)?;
+        file.write_all(&bytes)?;
         std::fs::rename(&aside, &self.path)?;
-        self.written = Some(bytes.len() as u64);
+        // The open file follows the rename: later records land in the file now in place.
+        self.file = Some(file);
+        self.written = bytes.len() as u64;
         self.compact_at = MIN_COMPACT_BYTES.max(COMPACT_FACTOR * bytes.len() as u64);
         Ok(())
     }
@@ -97,10 +103,10 @@ impl Shadow {
         changes: &[Change],
     ) -> io::Result<()> {
         let records = format::changes(changes);
-        match self.written {
-            Some(written) if written + (records.len() as u64) <= self.compact_at => {
-                open(&self.path, true)?.write_all(&records)?;
-                self.written = Some(written + records.len() as u64);
+        match &mut self.file {
+            Some(file) if self.written + (records.len() as u64) <= self.compact_at => {
+                file.write_all(&records)?;
+                self.written += records.len() as u64;
                 Ok(())
             }
             _ => self.save(owner, log),
@@ -109,7 +115,7 @@ impl Shadow {
 
     /// Removes the file: DTR, or a new table that must not inherit a stale one.
     pub fn discard(&mut self) -> io::Result<()> {
-        self.written = None;
+        self.file = None;
         match std::fs::remove_file(&self.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -117,13 +123,12 @@ impl Shadow {
     }
 }
 
-/// Opens for appending, or creates afresh; root only, like the rest of /run/dm-ulogd.
-fn open(path: &Path, append: bool) -> io::Result<std::fs::File> {
+/// Creates a file afresh; root only, like the rest of /run/dm-ulogd.
+fn create(path: &Path) -> io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .write(true)
-        .append(append)
-        .create(!append)
-        .truncate(!append)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)

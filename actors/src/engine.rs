@@ -19,8 +19,8 @@ use crate::transport::Transport;
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
     /// Threads (actix arbiters) that log actors are spread over; 0 runs them on the thread
-    /// that starts the engine, beside the socket actor. Disk I/O runs on tokio's blocking
-    /// pool either way.
+    /// that starts the engine, beside the socket actor. Each disk log does its I/O on a
+    /// thread of its own either way.
     pub workers: usize,
     /// Serve `clustered-core` / `clustered-disk` as plain single-host logs.
     pub single_node_clustered: bool,

@@ -12,7 +12,7 @@
 //! - [`shadow`]: each log's sync state in a runtime directory, to outlive a daemon crash;
 //! - [`transport`]: netlink connector, unix datagram socket or in-process channel;
 //! - the actors: a socket actor routing to one log actor per log, each disk log with a
-//!   flusher child; [`Engine`] starts them;
+//!   flusher (its I/O thread); [`Engine`] starts them;
 //! - [`cluster`]: the clustered log types, one state kept alike on several hosts over
 //!   corosync CPG;
 //! - [`metrics`]: what the actors count for operators (requests, errors, latencies).

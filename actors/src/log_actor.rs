@@ -1,10 +1,11 @@
 //! The log actor: one per log instance, spawned on CTR and stopped on DTR.
 //!
 //! It owns the log's [`RegionLog`] and applies the log's requests one at a time in arrival
-//! order; logs never wait for each other. A disk log also owns a [`Flusher`] child and does
-//! group commit: a FLUSH (or POSTSUSPEND, or DTR) is answered once everything received before
-//! it is durable, and all the FLUSHes that arrive while a write is in flight are answered
-//! together by the next write.
+//! order; logs never wait for each other. A disk log also owns a [`Flusher`] (its I/O
+//! thread) and does group commit: a FLUSH (or POSTSUSPEND, or DTR) is answered once
+//! everything received before it is durable, and all the FLUSHes that arrive while a write is
+//! in flight are answered together by the next write. A durable commit's FLUSHes are answered
+//! from the I/O thread; a failed one hands its waiters back to the actor.
 //!
 //! With a state directory it also keeps the log's [`Shadow`]: each change of the sync state
 //! is journaled before the reply that makes the kernel rely on it, and a CTR by which the
@@ -19,7 +20,7 @@ use actix::prelude::*;
 use roaring::RoaringBitmap;
 use tokio::sync::oneshot;
 
-use crate::flusher::{Flusher, ReadImage, WriteCommit};
+use crate::flusher::Flusher;
 use crate::metrics::Metrics;
 use crate::region::{LogArgs, LogKind, RegionLog};
 use crate::registry::Registry;
@@ -60,6 +61,31 @@ enum Waiter {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// What a commit's I/O thread needs to answer its waiters once the commit is durable.
+struct Answerer {
+    sink: ReplySink,
+    metrics: Arc<Metrics>,
+    key: LogKey,
+}
+
+impl Answerer {
+    fn durable(&self, waiter: Waiter) {
+        match waiter {
+            Waiter::Kernel(to) => {
+                to.send(&self.sink, &self.metrics, &self.key, &Ok(ReplyPayload::Empty));
+            }
+            Waiter::Shutdown(done) => drop(done.send(())),
+        }
+    }
+}
+
+/// What the I/O thread hands back when a commit is over: how long it took and, if it
+/// failed, why and who still waits for an answer.
+struct Committed {
+    took: Duration,
+    failed: Option<(DeviceError, Vec<Waiter>)>,
+}
+
 /// The health letter of a disk log's status line (dm-log.c: A, D, F).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Health {
@@ -82,7 +108,7 @@ impl Health {
 
 /// A disk log's device side.
 struct DiskLog {
-    flusher: Addr<Flusher>,
+    flusher: Flusher,
     layout: Layout,
     status_name: String,
     health: Health,
@@ -94,11 +120,9 @@ struct DiskLog {
     commit_times: VecDeque<Duration>,
 }
 
-/// A commit on its way to the device: who waits for it, and what it covers.
+/// A commit on its way to the device: the regions it covers (its waiters went with it).
 struct InFlight {
-    waiters: Vec<Waiter>,
     touched: RoaringBitmap,
-    started: Instant,
 }
 
 /// How many commit times the status report's percentiles are taken over.
@@ -178,14 +202,15 @@ impl LogActor {
         let open = tokio::task::spawn_blocking(move || {
             let device = LogDevice::open(&name)?;
             device.check_size(image_size(count, device.block_size()))?;
-            Ok::<_, DeviceError>(device)
+            Flusher::start(Arc::new(device))
         });
         ctx.wait(open.into_actor(self).map(move |opened, act, ctx| {
             let opened = opened.unwrap_or_else(|_| {
                 Err(DeviceError::NotADevice { name: "(open task panicked)".into() })
             });
             match opened {
-                Ok(device) => {
+                Ok(flusher) => {
+                    let device = flusher.device();
                     let name = device.name().to_owned();
                     act.disk = Some(DiskLog {
                         layout: Layout {
@@ -194,7 +219,7 @@ impl LogActor {
                             header_block: format::load(&[], count, act.args.sync).header_block,
                         },
                         status_name: device.status_name(),
-                        flusher: Flusher::new(Arc::new(device)).start(),
+                        flusher,
                         health: Health::Alive,
                         in_flight: None,
                         queued: Vec::new(),
@@ -216,12 +241,11 @@ impl LogActor {
     /// RESUME of a disk log: load the image as `disk_resume` does and write it back whole.
     fn resume_disk(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {
         let Some(disk) = &self.disk else { return };
-        let read =
-            disk.flusher.send(ReadImage(image_size(disk.layout.count, disk.layout.block_size)));
+        let read = disk.flusher.read_image(image_size(disk.layout.count, disk.layout.block_size));
         ctx.wait(read.into_actor(self).map(move |read, act, ctx| {
             let uuid = act.key.uuid.clone();
             let Some(disk) = act.disk.as_mut() else { return };
-            let image = match read.map_err(mailbox_error).and_then(|r| r) {
+            let image = match read {
                 Ok(image) => image,
                 Err(error) => {
                     tracing::error!(%uuid, luid = act.key.luid, %error, "log device unreadable; every region will be resynced");
@@ -244,10 +268,9 @@ impl LogActor {
             act.save_shadow();
             let Some(disk) = act.disk.as_mut() else { return };
             tracing::info!(%uuid, luid = act.key.luid, dirty = act.region.dirty_count(), in_sync = act.region.sync_count(), "log resumed");
-            let write = disk.flusher.send(WriteCommit(disk.layout.render_all(&act.region.unclean())));
+            let write = disk.flusher.write(disk.layout.render_all(&act.region.unclean()));
             ctx.wait(write.into_actor(act).map(move |written, act, _| {
-                let result = written.map_err(mailbox_error).and_then(|r| r);
-                let reply = act.commit_result(result);
+                let reply = act.commit_result(written);
                 act.respond(&to, reply);
             }));
         }));
@@ -276,30 +299,49 @@ impl LogActor {
             }
             return self.stop_if_closing(ctx);
         }
-        let write = disk
-            .flusher
-            .send(WriteCommit(disk.layout.render_touched(&touched, &self.region.unclean())));
-        disk.in_flight = Some(InFlight { waiters, touched, started: Instant::now() });
-        ctx.spawn(write.into_actor(self).map(|written, act, ctx| {
-            act.commit_done(written.map_err(mailbox_error).and_then(|r| r), ctx);
+        let commit = disk.layout.render_touched(&touched, &self.region.unclean());
+        let started = Instant::now();
+        disk.in_flight = Some(InFlight { touched });
+        let answerer = Answerer {
+            sink: self.sink.clone(),
+            metrics: self.metrics.clone(),
+            key: self.key.clone(),
+        };
+        let (done, committed) = oneshot::channel();
+        disk.flusher.write_then(commit, move |written| {
+            let took = started.elapsed();
+            // Counted first, so that whoever has a reply finds its commit counted.
+            answerer.metrics.committed(took);
+            let failed = match written {
+                Ok(()) => {
+                    waiters.into_iter().for_each(|waiter| answerer.durable(waiter));
+                    None
+                }
+                Err(error) => Some((error, waiters)),
+            };
+            let _ = done.send(Committed { took, failed });
+        });
+        ctx.spawn(committed.into_actor(self).map(|committed, act, ctx| {
+            // The I/O thread ends only with this actor's Flusher, so it always answers.
+            if let Ok(committed) = committed {
+                act.commit_done(committed, ctx);
+            }
         }));
     }
 
-    fn commit_done(&mut self, result: Result<(), DeviceError>, ctx: &mut Context<Self>) {
+    fn commit_done(&mut self, Committed { took, failed }: Committed, ctx: &mut Context<Self>) {
         let Some(disk) = self.disk.as_mut() else { return };
-        let Some(InFlight { waiters, touched, started }) = disk.in_flight.take() else { return };
-        let took = started.elapsed();
+        let Some(InFlight { touched }) = disk.in_flight.take() else { return };
         if disk.commit_times.len() == COMMIT_TIMES_KEPT {
             disk.commit_times.pop_front();
         }
         disk.commit_times.push_back(took);
-        self.metrics.committed(took);
-        if result.is_err() {
+        if let Some((error, waiters)) = failed {
             self.region.restore_touched(touched);
-        }
-        let reply = self.commit_result(result);
-        for waiter in waiters {
-            self.release(waiter, reply.clone());
+            let reply = self.commit_result(Err(error));
+            for waiter in waiters {
+                self.release(waiter, reply.clone());
+            }
         }
         match self.disk.as_ref() {
             Some(disk) if !disk.queued.is_empty() => self.start_commit(ctx),
@@ -373,11 +415,6 @@ impl LogActor {
             cluster: None,
         }
     }
-}
-
-/// The flusher is this actor's own child: its mailbox closes only if it died.
-fn mailbox_error(_: MailboxError) -> DeviceError {
-    DeviceError::Io { name: "(flusher)".into(), source: std::io::Error::other("flusher stopped") }
 }
 
 impl Actor for LogActor {

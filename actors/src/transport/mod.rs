@@ -6,6 +6,7 @@
 //! actor consumes, and [`ReplySink`], a cheap handle that any log actor uses to answer from
 //! its own thread without going back through the socket actor.
 
+mod batch;
 mod channel;
 mod netlink;
 mod private_socket;
@@ -69,18 +70,17 @@ impl Transport {
 /// The datagrams arriving on a transport.
 pub struct Incoming {
     source: Source,
-    buffer: Box<[u8; RECEIVE_BUFFER]>,
 }
 
 enum Source {
-    Netlink(Arc<netlink::Socket>),
-    Unix(Arc<tokio::net::UnixDatagram>),
+    Netlink(Arc<netlink::Socket>, batch::Batch),
+    Unix(unix::Socket, batch::Batch, unix::LastSender),
     Channel(tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>),
 }
 
 impl Incoming {
     fn new(source: Source) -> Incoming {
-        Incoming { source, buffer: Box::new([0u8; RECEIVE_BUFFER]) }
+        Incoming { source }
     }
 }
 
@@ -90,8 +90,8 @@ impl Stream for Incoming {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Datagram>> {
         let this = self.get_mut();
         match &mut this.source {
-            Source::Netlink(socket) => netlink::poll_recv(socket, cx, &mut this.buffer[..]),
-            Source::Unix(socket) => unix::poll_recv(socket, cx, &mut this.buffer[..]),
+            Source::Netlink(socket, batch) => netlink::poll_recv(socket, batch, cx),
+            Source::Unix(socket, batch, senders) => unix::poll_recv(socket, batch, senders, cx),
             Source::Channel(rx) => rx
                 .poll_recv(cx)
                 .map(|bytes| bytes.map(|bytes| Datagram { bytes, peer: Peer::Channel })),

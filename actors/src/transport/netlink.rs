@@ -12,6 +12,7 @@ use netlink_sys::{protocols::NETLINK_CONNECTOR, SocketAddr};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use super::batch::Batch;
 use super::{Datagram, Incoming, Peer, ReplySink, SinkKind, Source, Transport};
 use crate::wire::CN_IDX_DM;
 
@@ -27,35 +28,37 @@ pub(super) fn open() -> io::Result<Transport> {
     let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
     let socket = Arc::new(socket);
     Ok(Transport {
-        incoming: Incoming::new(Source::Netlink(socket.clone())),
+        incoming: Incoming::new(Source::Netlink(socket.clone(), Batch::new())),
         replies: ReplySink(Arc::new(SinkKind::Netlink(socket))),
     })
 }
 
 pub(super) fn poll_recv(
     socket: &Socket,
+    batch: &mut Batch,
     cx: &mut Context<'_>,
-    buffer: &mut [u8],
 ) -> Poll<Option<Datagram>> {
     loop {
-        let mut guard = match ready!(socket.poll_read_ready(cx)) {
-            Ok(guard) => guard,
+        while let Some(received) = batch.take() {
+            // SAFETY: the kernel filled `sender` as a sockaddr_nl, which fits in its storage.
+            let sender: &libc::sockaddr_nl =
+                unsafe { &*std::ptr::from_ref(received.sender).cast() };
+            if sender.nl_pid == 0 {
+                let bytes = received.bytes.to_vec();
+                return Poll::Ready(Some(Datagram { bytes, peer: Peer::Kernel }));
+            }
+            tracing::warn!(port = sender.nl_pid, "datagram not from the kernel dropped");
+        }
+        match ready!(batch.poll_receive(socket, cx)) {
+            Ok(()) => {}
+            // ENOBUFS: the kernel dropped messages for us; it resends them after its timeout.
+            Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                tracing::warn!(%error, "netlink receive failed")
+            }
             Err(error) => {
                 tracing::error!(%error, "netlink socket failed");
                 return Poll::Ready(None);
             }
-        };
-        match guard.try_io(|s| s.get_ref().recv_from(&mut &mut buffer[..], 0)) {
-            Ok(Ok((len, sender))) if sender.port_number() == 0 => {
-                let bytes = buffer[..len.min(buffer.len())].to_vec();
-                return Poll::Ready(Some(Datagram { bytes, peer: Peer::Kernel }));
-            }
-            Ok(Ok((_, sender))) => {
-                tracing::warn!(port = sender.port_number(), "datagram not from the kernel dropped");
-            }
-            // ENOBUFS: the kernel dropped messages for us; it resends them after its timeout.
-            Ok(Err(error)) => tracing::warn!(%error, "netlink receive failed"),
-            Err(_would_block) => {}
         }
     }
 }

@@ -15,7 +15,7 @@ use roaring::RoaringBitmap;
 use super::{ClusterLogActor, Work};
 use crate::cluster::message::Message;
 use crate::cluster::state::ClusterState;
-use crate::flusher::{Flusher, ReadImage, WriteCommit};
+use crate::flusher::Flusher;
 use crate::region::LogKind;
 use crate::reply_to::ReplyTo;
 use crate::store::format::{self, image_size};
@@ -24,7 +24,7 @@ use crate::wire::{Errno, ReplyPayload};
 
 /// The log device side of a clustered-disk log.
 pub(super) struct Disk {
-    pub(super) flusher: Addr<Flusher>,
+    pub(super) flusher: Flusher,
     pub(super) layout: Layout,
     pub(super) status_name: String,
     pub(super) failed: bool,
@@ -53,14 +53,16 @@ impl ClusterLogActor {
             let size = image_size(count, device.block_size());
             device.check_size(size)?;
             let image = device.read_image(size)?;
-            Ok::<_, DeviceError>((device, format::load(&image, count, sync)))
+            let loaded = format::load(&image, count, sync);
+            Ok::<_, DeviceError>((Flusher::start(Arc::new(device))?, loaded))
         });
         ctx.wait(open.into_actor(self).map(move |opened, act, ctx| {
             let opened = opened.unwrap_or_else(|_| {
                 Err(DeviceError::NotADevice { name: "(open task panicked)".into() })
             });
             match opened {
-                Ok((device, loaded)) => {
+                Ok((flusher, loaded)) => {
+                    let device = flusher.device();
                     let name = device.name().to_owned();
                     act.disk = Some(Disk {
                         layout: Layout {
@@ -69,7 +71,7 @@ impl ClusterLogActor {
                             header_block: loaded.header_block,
                         },
                         status_name: device.status_name(),
-                        flusher: Flusher::new(Arc::new(device)).start(),
+                        flusher,
                         failed: loaded.incompatible,
                         on_disk: None,
                         committing: false,
@@ -95,12 +97,12 @@ impl ClusterLogActor {
         let Some(disk) = &self.disk else { return };
         let size = image_size(disk.layout.count, disk.layout.block_size);
         let (count, sync) = (self.args.region_count(), self.args.sync);
-        let read = disk.flusher.send(ReadImage(size));
+        let read = disk.flusher.read_image(size);
         ctx.spawn(read.into_actor(self).map(move |read, act, ctx| {
             let Some(disk) = act.disk.as_mut() else { return };
             disk.reading = false;
             match read {
-                Ok(Ok(image)) => {
+                Ok(image) => {
                     disk.read_before_join = false;
                     let fresh = format::load(&image, count, sync).dirty;
                     match &mut act.replica {
@@ -130,14 +132,8 @@ impl ClusterLogActor {
             Some(on_disk) => disk.layout.render_touched(&(on_disk ^ &unclean), &[&unclean]),
             None => disk.layout.render_all(&[&unclean]),
         };
-        let write = disk.flusher.send(WriteCommit(commit));
-        ctx.spawn(write.into_actor(self).map(move |written, act, ctx| {
-            let result = written.unwrap_or_else(|_| {
-                Err(DeviceError::Io {
-                    name: "(flusher)".into(),
-                    source: std::io::Error::other("flusher stopped"),
-                })
-            });
+        let write = disk.flusher.write(commit);
+        ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             let Some(disk) = act.disk.as_mut() else { return };
             disk.committing = false;
             match result {

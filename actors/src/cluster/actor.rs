@@ -252,7 +252,7 @@ impl ClusterLogActor {
         }
         for slot in &mut self.slots {
             let Work::Held(op) = &slot.work else { continue };
-            if !multicast(group, &Message::Op(op.clone()).encode(), &self.key) {
+            if !multicast(group, &Message::encode_op(op), &self.key) {
                 return false;
             }
             self.multicasts += 1;

@@ -48,10 +48,18 @@ pub struct Snapshot {
 pub struct DecodeError(&'static str);
 
 impl Message {
+    /// The bytes of `Message::Op(op)`, without taking the op: a request's op is sent as it
+    /// stands in the log's queue, not cloned into a message first.
+    pub fn encode_op(op: &Op) -> Vec<u8> {
+        let mut w = Writer(vec![VERSION]);
+        w.op(op);
+        w.0
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(vec![VERSION]);
         match self {
-            Message::Op(op) => w.op(op),
+            Message::Op(op) => return Message::encode_op(op),
             Message::Durable(applied) => {
                 w.u8(20);
                 w.u64(*applied);

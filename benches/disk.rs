@@ -7,6 +7,11 @@
 //! - Bytes written per commit of one dirty region in a 1,000,000-region log (from the
 //!   daemon's /proc/<pid>/io), beside the kernel's whole-bitmap rewrite.
 //!
+//! Beside each of the first two, the same requests against the echo responder (which answers
+//! at once and writes nothing) show what the transport alone costs on this machine, and the
+//! single FLUSH also runs against a syncing echo, which writes and syncs a block before it
+//! answers a FLUSH, on the thread that received it: what no daemon on this transport can beat.
+//!
 //! Run: `cargo bench --bench disk`. BENCH_DIR names the file system (default: target/).
 
 mod support;
@@ -27,28 +32,44 @@ use support::Server;
 const LOGS: usize = 64;
 
 fn main() {
+    support::serve_echo_if_asked();
     let (commits, seconds) = if support::measuring() { (2000, 3.0) } else { (20, 0.05) };
     let dir = support::scratch_dir();
     let socket = dir.path().join("daemon.sock");
     let daemon = Server::daemon(dir.path(), &socket);
+    let echo_socket = dir.path().join("echo.sock");
+    let _echo = Server::echo(&echo_socket);
+    let syncing_socket = dir.path().join("syncing-echo.sock");
+    let _syncing = Server::syncing_echo(&syncing_socket, &dir.path().join("syncing-echo"));
 
     // One log, one FLUSH at a time.
     let mut client = LoadClient::new(&dir.path().join("c.sock"), &socket).unwrap();
     let (uuid, luid) = create_disk_log(&mut client, dir.path(), "single", 100_000);
     // Interleaved in rounds, so that both see the same state of the file system.
-    let (mut flush_latencies, mut baseline) = (Vec::new(), Vec::new());
+    let mut echo_client = LoadClient::new(&dir.path().join("e.sock"), &echo_socket).unwrap();
+    let mut syncing_client = LoadClient::new(&dir.path().join("s.sock"), &syncing_socket).unwrap();
+    let (mut timings, mut baseline, mut echoed, mut synced) =
+        (Timings::default(), Vec::new(), Timings::default(), Timings::default());
     for _ in 0..20 {
-        flush_latencies.extend(flush_loop(&mut client, &uuid, luid, commits / 20, None));
+        timings.extend(flush_loop(&mut client, &uuid, luid, commits / 20, None));
         baseline.extend(sync_loop(&dir.path().join("baseline"), commits / 20, None));
+        echoed.extend(flush_loop(&mut echo_client, &uuid, luid, commits / 20, None));
+        synced.extend(flush_loop(&mut syncing_client, &uuid, luid, commits / 20, None));
     }
-    let (ours, theirs) = (median(&flush_latencies), median(&baseline));
+    let flush_latencies = &timings.flushes;
+    let (ours, theirs) = (median(flush_latencies), median(&baseline));
     println!("| single-log FLUSH latency, p50 µs | {theirs:.1} (pwrite+fdatasync) | {ours:.1} (dm-ulogd FLUSH) | {:.2} | <= 1.2 |", ours / theirs);
     println!(
         "| single-log FLUSH latency, p99 µs | {:.1} | {:.1} | {:.2} | |",
         p99(&baseline),
-        p99(&flush_latencies),
-        p99(&flush_latencies) / p99(&baseline)
+        p99(flush_latencies),
+        p99(flush_latencies) / p99(&baseline)
     );
+    let floor = median(&synced.flushes);
+    println!("| single-log FLUSH latency, p50 µs, against the syncing echo | {floor:.1} (syncing echo FLUSH) | {ours:.1} | {:.2} | |", ours / floor);
+    let (clear, echo_clear) = (median(&timings.clears), median(&echoed.clears));
+    let synced_clear = median(&synced.clears);
+    println!("| the CLEAR between, a request without I/O, p50 µs | {echo_clear:.1} (echo), {synced_clear:.1} (syncing echo) | {clear:.1} (dm-ulogd) | {:.2} | |", clear / echo_clear);
 
     // 64 logs, each with one FLUSH in flight, for the same time as 64 baseline loops.
     let logs: Vec<_> = (0..LOGS)
@@ -61,46 +82,73 @@ fn main() {
         })
         .collect();
     let ours = in_threads(logs, seconds, |(mut client, uuid, luid), stop| {
-        flush_loop(&mut client, &uuid, luid, usize::MAX, Some(stop)).len()
+        flush_loop(&mut client, &uuid, luid, usize::MAX, Some(stop)).flushes.len()
     });
     let files: Vec<PathBuf> = (0..LOGS).map(|i| dir.path().join(format!("baseline{i}"))).collect();
     let theirs =
         in_threads(files, seconds, |path, stop| sync_loop(&path, usize::MAX, Some(stop)).len());
     println!("| 64 logs, commits per second | {theirs:.0} (64 pwrite+fdatasync loops) | {ours:.0} (dm-ulogd) | {:.2} | >= 0.8 |", ours / theirs);
+    let echo_clients: Vec<_> = (0..LOGS)
+        .map(|i| {
+            let client =
+                LoadClient::new(&dir.path().join(format!("e{i}.sock")), &echo_socket).unwrap();
+            (client, uuid.clone(), luid)
+        })
+        .collect();
+    let echoed = in_threads(echo_clients, seconds, |(mut client, uuid, luid), stop| {
+        flush_loop(&mut client, &uuid, luid, usize::MAX, Some(stop)).flushes.len()
+    });
+    println!("| 64 logs, the same requests against the echo responder (no I/O), per second | {theirs:.0} (64 pwrite+fdatasync loops) | {echoed:.0} (echo) | {:.2} | |", echoed / theirs);
 
     // Bytes per commit of one region in a 1,000,000-region log.
     let (uuid, luid) = create_disk_log(&mut client, dir.path(), "million", 1_000_000);
     let before = daemon.bytes_written();
-    let commits = flush_loop(&mut client, &uuid, luid, commits / 2, None).len();
+    let commits = flush_loop(&mut client, &uuid, luid, commits / 2, None).flushes.len();
     let per_commit = (daemon.bytes_written() - before) as f64 / commits as f64;
     let kernel = image_size(RegionCount(1_000_000), 512);
     // wchar counts write(2) too: tokio's 8-byte eventfd wake-up rides along with each commit.
     println!("| bytes written per one-region commit, 1,000,000 regions | {kernel} (kernel disk log, whole bitmap) | {per_commit:.0} (dm-ulogd, all writes of the process) | {:.4} | one 512-byte block |", per_commit / kernel as f64);
 }
 
+/// The round trips of a [`flush_loop`], in µs.
+#[derive(Default)]
+struct Timings {
+    flushes: Vec<f64>,
+    /// The CLEARs between them: requests that do no I/O.
+    clears: Vec<f64>,
+}
+
+impl Timings {
+    fn extend(&mut self, more: Timings) {
+        self.flushes.extend(more.flushes);
+        self.clears.extend(more.clears);
+    }
+}
+
 /// Alternates an integrated FLUSH that marks a region with a CLEAR and a FLUSH of it, so
-/// every FLUSH commits exactly one changed block; returns each FLUSH's round trip in µs.
+/// every FLUSH commits exactly one changed block.
 fn flush_loop(
     client: &mut LoadClient,
     uuid: &Uuid,
     luid: u64,
     count: usize,
     stop: Option<&AtomicBool>,
-) -> Vec<f64> {
-    let mut latencies = Vec::new();
+) -> Timings {
+    let mut timings = Timings::default();
     let mut region = 0u64;
-    while latencies.len() < count && !stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+    let mut timed = |list: &mut Vec<f64>, request: &Request| {
+        let started = Instant::now();
+        assert_eq!(client.call(uuid, luid, request).unwrap(), 0);
+        list.push(started.elapsed().as_secs_f64() * 1e6);
+    };
+    while timings.flushes.len() < count && !stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
         region = (region + 4099) % 100_000;
         let batch = RegionBatch::from_regions(&[region]).unwrap();
-        let started = Instant::now();
-        assert_eq!(client.call(uuid, luid, &Request::Flush(batch)).unwrap(), 0);
-        latencies.push(started.elapsed().as_secs_f64() * 1e6);
-        assert_eq!(client.call(uuid, luid, &Request::ClearRegion(batch)).unwrap(), 0);
-        let started = Instant::now();
-        assert_eq!(client.call(uuid, luid, &Request::Flush(RegionBatch::EMPTY)).unwrap(), 0);
-        latencies.push(started.elapsed().as_secs_f64() * 1e6);
+        timed(&mut timings.flushes, &Request::Flush(batch));
+        timed(&mut timings.clears, &Request::ClearRegion(batch));
+        timed(&mut timings.flushes, &Request::Flush(RegionBatch::EMPTY));
     }
-    latencies
+    timings
 }
 
 /// pwrite of one 512-byte block at the same places, then fdatasync: the file system's cost.

@@ -3,8 +3,10 @@
 //!
 //! The echo responder answers each request at once with an empty payload and keeps no
 //! state: the transport's limit. Workload: dm-raid1's write mix over 1, 64 and 1,024 core
-//! logs with 1, 8 and 64 requests in flight. Prints a markdown table; `scripts/bench`
-//! collects it. Run: `cargo bench --bench e2e` (BENCH_SECONDS sets the time per
+//! logs with 1, 8 and 64 requests in flight. The two are measured in alternating rounds, and
+//! beside their throughput stands each server's CPU time per request: when client and server
+//! share the machine's two cores, the server's CPU cost is what sets the throughput ratio.
+//! Prints a markdown table; `scripts/bench` collects it. Run: `cargo bench --bench e2e` (BENCH_SECONDS sets the time per
 //! point, 2 by default).
 
 mod support;
@@ -14,6 +16,9 @@ use std::time::Duration;
 
 use dm_ulog_actors::sim::load::Measurement;
 use support::EchoAndDaemon;
+
+/// Alternating rounds per point, for each of echo and dm-ulogd.
+const ROUNDS: u32 = 5;
 
 fn main() {
     support::serve_echo_if_asked();
@@ -26,8 +31,8 @@ fn main() {
 
     let EchoAndDaemon { echo, daemon, mut echo_client, mut daemon_client } =
         EchoAndDaemon::start(dir.path());
-    println!("| logs | in flight | echo req/s | dm-ulogd req/s | ratio | echo p50 / p99 / p99.9 µs | dm-ulogd p50 / p99 / p99.9 µs | p99 ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| logs | in flight | echo req/s | dm-ulogd req/s | ratio | echo p50 / p99 / p99.9 µs | dm-ulogd p50 / p99 / p99.9 µs | p99 ratio | server CPU µs per request, echo / dm-ulogd |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut points = Vec::new();
     let mut worst_throughput = f64::MAX;
     let mut worst_p99 = 0f64;
@@ -36,11 +41,26 @@ fn main() {
         let daemon_logs =
             daemon_client.create_core_logs(&format!("d{logs}"), logs, 10_000).unwrap();
         for in_flight in [1usize, 8, 64] {
-            // Warm both up, then measure them one after the other.
+            // Warm both up, then measure them in alternating rounds, so that a change in the
+            // machine's load falls on both alike.
             echo_client.run_mix(&echo_logs, in_flight, duration / 4).unwrap();
             daemon_client.run_mix(&daemon_logs, in_flight, duration / 4).unwrap();
-            let baseline = echo_client.run_mix(&echo_logs, in_flight, duration).unwrap();
-            let measured = daemon_client.run_mix(&daemon_logs, in_flight, duration).unwrap();
+            let (mut baseline, mut measured) = (None::<Measurement>, None::<Measurement>);
+            let (mut echo_cpu, mut daemon_cpu) = (0, 0);
+            for _ in 0..ROUNDS {
+                let before = echo.cpu_ns();
+                let round = echo_client.run_mix(&echo_logs, in_flight, duration / ROUNDS).unwrap();
+                echo_cpu += echo.cpu_ns() - before;
+                absorb(&mut baseline, round);
+                let before = daemon.cpu_ns();
+                let round =
+                    daemon_client.run_mix(&daemon_logs, in_flight, duration / ROUNDS).unwrap();
+                daemon_cpu += daemon.cpu_ns() - before;
+                absorb(&mut measured, round);
+            }
+            let (baseline, measured) = (baseline.unwrap(), measured.unwrap());
+            let echo_cpu = cpu_us_per_request(echo_cpu, &baseline);
+            let daemon_cpu = cpu_us_per_request(daemon_cpu, &measured);
             assert_eq!(measured.errors, 0, "dm-ulogd answered with errors");
             let throughput = measured.per_second() / baseline.per_second();
             let p99 = measured.quantile_us(0.99) / baseline.quantile_us(0.99);
@@ -48,7 +68,7 @@ fn main() {
             points.push(Point { logs, in_flight, echo: baseline.clone(), ours: measured.clone() });
             worst_p99 = worst_p99.max(p99);
             println!(
-                "| {logs} | {in_flight} | {:.0} | {:.0} | {throughput:.2} | {} | {} | {p99:.2} |",
+                "| {logs} | {in_flight} | {:.0} | {:.0} | {throughput:.2} | {} | {} | {p99:.2} | {echo_cpu:.2} / {daemon_cpu:.2} |",
                 baseline.per_second(),
                 measured.per_second(),
                 quantiles(&baseline),
@@ -132,6 +152,17 @@ fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Error>>
     }
     root.present()?;
     Ok(())
+}
+
+fn absorb(total: &mut Option<Measurement>, round: Measurement) {
+    match total {
+        Some(total) => total.absorb(round),
+        None => *total = Some(round),
+    }
+}
+
+fn cpu_us_per_request(cpu_ns: u64, m: &Measurement) -> f64 {
+    cpu_ns as f64 / 1e3 / m.requests as f64
 }
 
 fn quantiles(m: &Measurement) -> String {

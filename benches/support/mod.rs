@@ -10,6 +10,9 @@ use dm_ulog_actors::sim::load::{echo, LoadClient};
 
 /// The environment variable that makes a bench binary serve as the echo responder.
 const ECHO_ROLE: &str = "BENCH_ECHO_SOCKET";
+/// With [`ECHO_ROLE`]: the file that the echo responder writes and syncs before it answers a
+/// FLUSH ([`Server::syncing_echo`]).
+const ECHO_SYNC_FILE: &str = "BENCH_ECHO_SYNC_FILE";
 
 /// `cargo bench` passes --bench; `cargo test` runs the same binary without it, for a short
 /// smoke run that checks the machinery.
@@ -20,22 +23,67 @@ pub fn measuring() -> bool {
 /// When this process was started as the echo responder, serves it and never returns.
 pub fn serve_echo_if_asked() {
     if let Some(path) = std::env::var_os(ECHO_ROLE) {
-        echo(Path::new(&path)).expect("echo responder");
+        match std::env::var_os(ECHO_SYNC_FILE) {
+            Some(file) => syncing_echo(Path::new(&path), Path::new(&file)),
+            None => echo(Path::new(&path)),
+        }
+        .expect("echo responder");
         std::process::exit(0);
     }
 }
 
+/// The echo responder, except that it answers a FLUSH only after a `pwrite` of one block to
+/// `file` and an `fdatasync`, on the thread that received it: the least any responder can do
+/// for a FLUSH. It has none of a daemon's costs, and none of its promises either: here one
+/// slow device would hold up every other log.
+fn syncing_echo(path: &Path, file: &Path) -> std::io::Result<()> {
+    use dm_ulog_actors::wire::{decode_frame, emit_reply, ReplyPayload, RequestType};
+    use std::os::unix::fs::FileExt;
+    let _ = std::fs::remove_file(path);
+    let socket = std::os::unix::net::UnixDatagram::bind(path)?;
+    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(file)?;
+    file.write_all_at(&[0; 4096], 0)?;
+    file.sync_all()?;
+    let (mut request, mut reply) = ([0u8; 65536], [0u8; dm_ulog_actors::wire::MAX_REPLY_FRAME]);
+    loop {
+        let (len, peer) = socket.recv_from(&mut request)?;
+        let Ok(frame) = decode_frame(&request[..len]) else { continue };
+        if frame.header.kind() == Some(RequestType::Flush) {
+            file.write_all_at(&[0x5A; 512], 1024)?;
+            file.sync_data()?;
+        }
+        let reply_len = emit_reply(&frame.header, 0, &Ok(ReplyPayload::Empty), &mut reply);
+        if let Some(peer) = peer.as_pathname() {
+            socket.send_to(&reply[..reply_len], peer)?;
+        }
+    }
+}
+
 /// A server process, killed when dropped.
-pub struct Server(Child);
+pub struct Server {
+    child: Child,
+    /// The daemon's state directory on a tmpfs, removed with the server.
+    state: Option<PathBuf>,
+}
 
 impl Server {
     /// This bench binary again, as the echo responder at `socket`.
     pub fn echo(socket: &Path) -> Server {
-        Server::start(Command::new(std::env::current_exe().unwrap()).env(ECHO_ROLE, socket), socket)
+        let mut echo = Command::new(std::env::current_exe().unwrap());
+        Server::start(echo.env(ECHO_ROLE, socket), socket, None)
     }
 
-    /// dm-ulogd on the unix transport at `socket`, with its files in `dir`.
+    /// The echo responder at `socket`, writing and syncing `file` before each FLUSH's answer.
+    pub fn syncing_echo(socket: &Path, file: &Path) -> Server {
+        let mut echo = Command::new(std::env::current_exe().unwrap());
+        Server::start(echo.env(ECHO_ROLE, socket).env(ECHO_SYNC_FILE, file), socket, None)
+    }
+
+    /// dm-ulogd on the unix transport at `socket`, with its files in `dir`, and its state
+    /// directory on a tmpfs, as the daemon requires (/run/dm-ulogd/state by default): the
+    /// shadow's appends cost a write to the page cache there, and more on a disk file system.
     pub fn daemon(dir: &Path, socket: &Path) -> Server {
+        let state = tmpfs_dir(dir);
         let config = dir.join("empty.toml");
         std::fs::write(&config, "").unwrap();
         Server::start(
@@ -48,37 +96,51 @@ impl Server {
                 .arg("--control-socket")
                 .arg(dir.join("control.sock"))
                 .arg("--state-dir")
-                .arg(dir.join("state")),
+                .arg(&state),
             socket,
+            Some(state),
         )
     }
 
-    fn start(command: &mut Command, socket: &Path) -> Server {
+    fn start(command: &mut Command, socket: &Path, state: Option<PathBuf>) -> Server {
         let child = command.stdin(Stdio::null()).spawn().expect("server starts");
         while !socket.exists() {
             std::thread::sleep(Duration::from_millis(10));
         }
-        Server(child)
+        Server { child, state }
     }
 
     /// Resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// CPU time the process has used so far, all its threads, in nanoseconds
+    /// (/proc/<pid>/task/*/schedstat: exact, where /proc/<pid>/stat counts clock ticks).
+    pub fn cpu_ns(&self) -> u64 {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).unwrap();
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Bytes passed to write(2)-family calls on files and pipes (sockets not included).
     pub fn bytes_written(&self) -> u64 {
-        let io = std::fs::read_to_string(format!("/proc/{}/io", self.0.id())).unwrap();
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.child.id())).unwrap();
         io.lines().find_map(|l| l.strip_prefix("wchar: ")).unwrap().parse().unwrap()
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(state) = &self.state {
+            let _ = std::fs::remove_dir_all(state);
+        }
     }
 }
 
@@ -102,6 +164,17 @@ impl EchoAndDaemon {
             daemon_client: LoadClient::new(&dir.join("c2.sock"), &daemon_path).unwrap(),
         }
     }
+}
+
+/// A directory named after `dir` on /dev/shm (a tmpfs on every Linux with glibc), or
+/// `dir/state` where there is none.
+fn tmpfs_dir(dir: &Path) -> PathBuf {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let shm = Path::new("/dev/shm");
+    let state =
+        if shm.is_dir() { shm.join(format!("dm-ulogd-bench{name}")) } else { dir.join("state") };
+    std::fs::create_dir_all(&state).unwrap();
+    state
 }
 
 /// A scratch directory on the file system the bench should measure (BENCH_DIR, or target/).

@@ -55,6 +55,15 @@ impl Measurement {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Adds `other`, measured on the same server, as if it were one longer run.
+    pub fn absorb(&mut self, other: Measurement) {
+        self.requests += other.requests;
+        self.elapsed += other.elapsed;
+        self.errors += other.errors;
+        self.latencies.extend(other.latencies);
+        self.latencies.sort_unstable();
+    }
+
     /// The `q` quantile (0..=1) of the round-trip times, in microseconds.
     pub fn quantile_us(&self, q: f64) -> f64 {
         let Some(last) = self.latencies.len().checked_sub(1) else { return 0.0 };

@@ -65,8 +65,28 @@ impl Registry {
         self.logs.insert(key, Entry { addr, generation }).map(|old| old.addr)
     }
 
-    pub fn get(&self, key: &LogKey) -> Option<LogHandle> {
-        self.logs.get(key).map(|entry| entry.addr.clone())
+    /// Hands `request` to the actor that serves `key`, or gives it back (boxed: it is large,
+    /// and an unknown key is rare) if none does. The handle is used where it lies: cloning it
+    /// would allocate twelve times, for the four recipients it holds.
+    pub fn send(&self, key: &LogKey, request: LogRequest) -> Result<(), Box<LogRequest>> {
+        match self.logs.get(key) {
+            Some(entry) => {
+                entry.addr.request.do_send(request);
+                Ok(())
+            }
+            None => Err(Box::new(request)),
+        }
+    }
+
+    /// As [`Registry::send`], and stops routing `key`.
+    pub fn send_last(&self, key: &LogKey, request: LogRequest) -> Result<(), Box<LogRequest>> {
+        match self.remove(key) {
+            Some(log) => {
+                log.request.do_send(request);
+                Ok(())
+            }
+            None => Err(Box::new(request)),
+        }
     }
 
     /// Stops routing `key`; returns the actor that served it.

@@ -17,9 +17,9 @@ use crate::log_actor::{LogActor, LogRequest, Retire, Shutdown};
 use crate::metrics::Metrics;
 use crate::region::LogArgs;
 use crate::registry::{LogHandle, Registry};
-use crate::transport::{Datagram, Incoming, Peer, ReplySink};
+use crate::transport::{Datagram, Frame, Incoming, Peer, ReplySink};
 use crate::wire::reply::reply_capacity;
-use crate::wire::{decode_frame, Errno, Request, RequestHeader};
+use crate::wire::{Errno, Request, RequestHeader};
 use crate::EngineConfig;
 
 /// The room an `-ESRCH` keeps for a retried STATUS_INFO: more than any status line needs, and
@@ -65,10 +65,8 @@ impl SocketActor {
         }
     }
 
-    fn dispatch(&mut self, datagram: Datagram) {
-        let received = Instant::now();
-        let Datagram { bytes, peer } = datagram;
-        let frame = match decode_frame(&bytes) {
+    fn dispatch(&mut self, Datagram { peer, received, frame }: Datagram) {
+        let Frame { header, request } = match frame {
             Ok(frame) => frame,
             Err(error) => {
                 self.metrics.unreadable();
@@ -79,14 +77,11 @@ impl SocketActor {
                 return;
             }
         };
-        self.metrics.received(frame.header.kind());
-        let request = match frame.request() {
+        self.metrics.received(header.kind());
+        let request = match request {
             Ok(request) => request,
-            Err(error) => {
-                return self.refuse(&peer, &frame.header, received, error.errno(), &error);
-            }
+            Err(error) => return self.refuse(&peer, &header, received, error.errno(), &error),
         };
-        let header = frame.header;
         match request {
             Request::Ctr { ref args, .. } => match args.parse::<LogArgs>() {
                 Ok(parsed) => self.create(LogRequest { header, request, peer, received }, parsed),
@@ -94,15 +89,15 @@ impl SocketActor {
             },
             _ => {
                 let key = header.key();
-                let routed = match request {
-                    Request::Dtr => self.registry.remove(&key),
-                    _ => self.registry.get(&key),
+                let request = LogRequest { header, request, peer, received };
+                let unrouted = match request.request {
+                    // A DTR is the log's last request: it is routed no more.
+                    Request::Dtr => self.registry.send_last(&key, request),
+                    _ => self.registry.send(&key, request),
                 };
-                match routed {
-                    Some(log) => {
-                        log.request.do_send(LogRequest { header, request, peer, received })
-                    }
-                    None => self.unknown_log(&peer, &header, received, &request),
+                if let Err(unrouted) = unrouted {
+                    let LogRequest { header, request, peer, received } = *unrouted;
+                    self.unknown_log(&peer, &header, received, &request);
                 }
             }
         }

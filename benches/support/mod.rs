@@ -87,7 +87,7 @@ impl Server {
         let config = dir.join("empty.toml");
         std::fs::write(&config, "").unwrap();
         Server::start(
-            Command::new(env!("CARGO_BIN_EXE_dm-ulogd"))
+            Command::new(daemon_binary())
                 .args(["--log-level", "warn", "--config"])
                 .arg(&config)
                 .args(std::env::var("BENCH_DAEMON_ARGS").unwrap_or_default().split_whitespace())
@@ -164,6 +164,11 @@ impl EchoAndDaemon {
             daemon_client: LoadClient::new(&dir.join("c2.sock"), &daemon_path).unwrap(),
         }
     }
+}
+
+/// The daemon to measure: this build's, or BENCH_DAEMON (another build, for A/B runs).
+fn daemon_binary() -> PathBuf {
+    std::env::var_os("BENCH_DAEMON").map_or(env!("CARGO_BIN_EXE_dm-ulogd").into(), PathBuf::from)
 }
 
 /// A directory named after `dir` on /dev/shm (a tmpfs on every Linux with glibc), or

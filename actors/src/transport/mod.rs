@@ -3,8 +3,9 @@
 //! (for programs that embed the engine).
 //!
 //! Every transport is split the same way: [`Incoming`], a stream of datagrams that the socket
-//! actor consumes, and [`ReplySink`], a cheap handle that any log actor uses to answer from
-//! its own thread without going back through the socket actor.
+//! actor consumes, each decoded straight from the receive buffer, and [`ReplySink`], a cheap
+//! handle that any log actor uses to answer from its own thread without going back through
+//! the socket actor.
 
 mod batch;
 mod channel;
@@ -17,6 +18,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use actix::prelude::Stream;
 
@@ -24,7 +26,9 @@ pub use channel::{channel_pair, ChannelClient};
 pub use netlink::missing_capabilities;
 pub use private_socket::bind_private;
 
-use crate::wire::{self, Errno, Reply, RequestHeader, MAX_REPLY_FRAME};
+use crate::wire::{
+    self, Errno, FrameError, Reply, Request, RequestError, RequestHeader, MAX_REPLY_FRAME,
+};
 
 /// The most a received datagram may hold: a connector message's largest payload and headers.
 /// Larger ones arrive cut short and are refused as incomplete.
@@ -41,11 +45,32 @@ pub enum Peer {
     Channel,
 }
 
-/// One received datagram.
+/// One received datagram, decoded where it was received (in the receive batch's buffer),
+/// so that taking a request costs no allocation of its bytes.
 #[derive(Debug)]
 pub struct Datagram {
-    pub bytes: Vec<u8>,
     pub peer: Peer,
+    /// When it was taken from the transport, for the latency metrics.
+    pub received: Instant,
+    /// Its request, or why it has no readable header.
+    pub frame: Result<Frame, FrameError>,
+}
+
+/// A frame with a readable request header.
+#[derive(Debug)]
+pub struct Frame {
+    pub header: RequestHeader,
+    /// The request, or why its payload does not fit its type.
+    pub request: Result<Request, RequestError>,
+}
+
+impl Datagram {
+    fn decode(bytes: &[u8], peer: Peer) -> Datagram {
+        let received = Instant::now();
+        let frame = wire::decode_frame(bytes)
+            .map(|frame| Frame { request: frame.request(), header: frame.header });
+        Datagram { peer, received, frame }
+    }
 }
 
 /// A transport, opened: the incoming stream and the reply handle.
@@ -94,7 +119,7 @@ impl Stream for Incoming {
             Source::Unix(socket, batch, senders) => unix::poll_recv(socket, batch, senders, cx),
             Source::Channel(rx) => rx
                 .poll_recv(cx)
-                .map(|bytes| bytes.map(|bytes| Datagram { bytes, peer: Peer::Channel })),
+                .map(|bytes| bytes.map(|bytes| Datagram::decode(&bytes, Peer::Channel))),
         }
     }
 }

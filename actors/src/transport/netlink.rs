@@ -44,8 +44,7 @@ pub(super) fn poll_recv(
             let sender: &libc::sockaddr_nl =
                 unsafe { &*std::ptr::from_ref(received.sender).cast() };
             if sender.nl_pid == 0 {
-                let bytes = received.bytes.to_vec();
-                return Poll::Ready(Some(Datagram { bytes, peer: Peer::Kernel }));
+                return Poll::Ready(Some(Datagram::decode(received.bytes, Peer::Kernel)));
             }
             tracing::warn!(port = sender.nl_pid, "datagram not from the kernel dropped");
         }

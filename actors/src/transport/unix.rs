@@ -72,8 +72,7 @@ pub(super) fn poll_recv(
         while let Some(received) = batch.take() {
             match senders.path(received.sender, received.sender_len) {
                 Some(path) => {
-                    let bytes = received.bytes.to_vec();
-                    return Poll::Ready(Some(Datagram { bytes, peer: Peer::Unix(path) }));
+                    return Poll::Ready(Some(Datagram::decode(received.bytes, Peer::Unix(path))))
                 }
                 None => {
                     tracing::warn!("datagram from an unbound unix socket dropped: no reply address")

@@ -87,7 +87,8 @@ fn main() {
     let files: Vec<PathBuf> = (0..LOGS).map(|i| dir.path().join(format!("baseline{i}"))).collect();
     let theirs =
         in_threads(files, seconds, |path, stop| sync_loop(&path, usize::MAX, Some(stop)).len());
-    println!("| 64 logs, commits per second | {theirs:.0} (64 pwrite+fdatasync loops) | {ours:.0} (dm-ulogd) | {:.2} | >= 0.8 |", ours / theirs);
+    println!("| 64 logs, commits per second | {:.0} (64 pwrite+fdatasync loops) | {:.0} (dm-ulogd) | {:.2} | >= 0.8 |", theirs.rate, ours.rate, ours.rate / theirs.rate);
+    println!("| 64 logs, the whole machine's CPU time per commit, µs | {:.1} ({:.2} of {} cores busy) | {:.1} ({:.2} busy) | {:.2} | |", theirs.cpu_us_per_op(), theirs.busy_cores, cores(), ours.cpu_us_per_op(), ours.busy_cores, ours.cpu_us_per_op() / theirs.cpu_us_per_op());
     let echo_clients: Vec<_> = (0..LOGS)
         .map(|i| {
             let client =
@@ -98,7 +99,7 @@ fn main() {
     let echoed = in_threads(echo_clients, seconds, |(mut client, uuid, luid), stop| {
         flush_loop(&mut client, &uuid, luid, usize::MAX, Some(stop)).flushes.len()
     });
-    println!("| 64 logs, the same requests against the echo responder (no I/O), per second | {theirs:.0} (64 pwrite+fdatasync loops) | {echoed:.0} (echo) | {:.2} | |", echoed / theirs);
+    println!("| 64 logs, the same requests against the echo responder (no I/O), per second | {:.0} (64 pwrite+fdatasync loops) | {:.0} (echo; machine CPU {:.1} µs per commit's requests) | {:.2} | |", theirs.rate, echoed.rate, echoed.cpu_us_per_op(), echoed.rate / theirs.rate);
 
     // Bytes per commit of one region in a 1,000,000-region log.
     let (uuid, luid) = create_disk_log(&mut client, dir.path(), "million", 1_000_000);
@@ -170,15 +171,29 @@ fn sync_loop(path: &Path, count: usize, stop: Option<&AtomicBool>) -> Vec<f64> {
     latencies
 }
 
-/// Runs `work` on each item in its own thread for `seconds`; total operations per second.
+/// What [`in_threads`] measured.
+struct Throughput {
+    /// Operations per second.
+    rate: f64,
+    /// How many of the machine's cores were busy meanwhile, on average (/proc/stat).
+    busy_cores: f64,
+}
+
+impl Throughput {
+    fn cpu_us_per_op(&self) -> f64 {
+        self.busy_cores * 1e6 / self.rate
+    }
+}
+
+/// Runs `work` on each item in its own thread for `seconds`.
 fn in_threads<T: Send + 'static>(
     items: Vec<T>,
     seconds: f64,
     work: fn(T, &AtomicBool) -> usize,
-) -> f64 {
+) -> Throughput {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_jiffies());
     let threads: Vec<_> = items
         .into_iter()
         .map(|item| {
@@ -191,7 +206,32 @@ fn in_threads<T: Send + 'static>(
     for thread in threads {
         thread.join().unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let (busy, total) = cpu_jiffies();
+    let busy_share = (busy - cpu_before.0) as f64 / (total - cpu_before.1).max(1) as f64;
+    Throughput {
+        rate: done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+        busy_cores: busy_share * cores() as f64,
+    }
+}
+
+/// The machine's busy and total CPU time so far, in clock ticks, all cores together.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let times: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+    let total: u64 = times.iter().take(8).sum();
+    (total - times[3] - times[4], total)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn create_disk_log(client: &mut LoadClient, dir: &Path, name: &str, regions: u64) -> (Uuid, u64) {

@@ -405,6 +405,8 @@ async fn a_lone_member_keeps_its_state_across_suspend_and_resume() {
     clear(&log, &[50]).await;
     log.direct(&Request::Presuspend).await.unwrap();
     log.direct(&Request::Postsuspend).await.unwrap();
+    // Out of the group, the member answers from what it knew when it left.
+    assert_eq!(sync_count(&log).await, 40, "a suspended log keeps its count");
     log.direct(&Request::Resume).await.unwrap();
     assert_eq!(sync_count(&log).await, 40, "a suspend is no reason to resync");
     assert!(is_clean(&log, 50).await);

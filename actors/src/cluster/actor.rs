@@ -75,7 +75,8 @@ pub struct ClusterLogActor {
     sink: ReplySink,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    /// What the state starts from should this member be the group's first: from CTR.
+    /// What the state starts from should this member be the group's first: from CTR until
+    /// the replica is made, which keeps it from then on ([`Replica::fresh`]).
     fresh: RoaringBitmap,
     /// Made when the member first joins its group, and kept (detached) when it leaves.
     replica: Option<Replica>,
@@ -276,10 +277,12 @@ impl ClusterLogActor {
                 }
                 Work::Read(request) => match self.replica.as_ref().and_then(Replica::state) {
                     Some(state) => read(state, request),
-                    // Before RESUME (the kernel asks GET_SYNC_COUNT at CTR), what this host
-                    // knows; once resumed, the group's state is worth waiting for.
+                    // Before RESUME (the kernel asks GET_SYNC_COUNT at CTR) or after
+                    // POSTSUSPEND, what this host knows; once resumed, the group's state is
+                    // worth waiting for.
                     None if !self.active => {
-                        let before = ClusterState::new(&self.args, self.fresh.clone());
+                        let fresh = self.replica.as_ref().map_or(&self.fresh, Replica::fresh);
+                        let before = ClusterState::new(&self.args, fresh.clone());
                         read(&before, request)
                     }
                     None => break,

@@ -199,6 +199,12 @@ impl Replica {
         effects
     }
 
+    /// The out-of-sync regions this member would start the state from, were it the first
+    /// holder: what it read or knew when it left.
+    pub fn fresh(&self) -> &RoaringBitmap {
+        &self.fresh
+    }
+
     /// This member left the group: its replica is no longer kept current. Should it start
     /// the state afresh when it comes back, it starts from `fresh`.
     pub fn detach(&mut self, fresh: RoaringBitmap) {

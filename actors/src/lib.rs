@@ -28,6 +28,7 @@ pub mod wire;
 
 mod engine;
 mod flusher;
+mod fnv;
 mod log_actor;
 mod registry;
 mod reply_to;

@@ -112,17 +112,12 @@ struct DiskLog {
     layout: Layout,
     status_name: String,
     health: Health,
-    /// The commit being written.
-    in_flight: Option<InFlight>,
+    /// The regions of the commit being written (its waiters went with it).
+    in_flight: Option<RoaringBitmap>,
     /// Who waits for the next commit.
     queued: Vec<Waiter>,
     /// How long the last commits took, newest last, for the status report.
     commit_times: VecDeque<Duration>,
-}
-
-/// A commit on its way to the device: the regions it covers (its waiters went with it).
-struct InFlight {
-    touched: RoaringBitmap,
 }
 
 /// How many commit times the status report's percentiles are taken over.
@@ -132,6 +127,9 @@ pub struct LogActor {
     key: LogKey,
     generation: u64,
     args: LogArgs,
+    /// The CTR string as the shadow names its owner, rendered once: the journal's hot path
+    /// needs it whenever it compacts.
+    ctr: String,
     region: RegionLog,
     disk: Option<DiskLog>,
     /// The log's state kept for the next daemon, if there is a state directory and writing
@@ -165,6 +163,7 @@ impl LogActor {
         LogActor {
             key,
             generation,
+            ctr: args.to_string(),
             args,
             region,
             disk: None,
@@ -301,7 +300,7 @@ impl LogActor {
         }
         let commit = disk.layout.render_touched(&touched, &self.region.unclean());
         let started = Instant::now();
-        disk.in_flight = Some(InFlight { touched });
+        disk.in_flight = Some(touched);
         let answerer = Answerer {
             sink: self.sink.clone(),
             metrics: self.metrics.clone(),
@@ -331,7 +330,7 @@ impl LogActor {
 
     fn commit_done(&mut self, Committed { took, failed }: Committed, ctx: &mut Context<Self>) {
         let Some(disk) = self.disk.as_mut() else { return };
-        let Some(InFlight { touched }) = disk.in_flight.take() else { return };
+        let Some(touched) = disk.in_flight.take() else { return };
         if disk.commit_times.len() == COMMIT_TIMES_KEPT {
             disk.commit_times.pop_front();
         }

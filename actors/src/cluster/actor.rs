@@ -25,6 +25,7 @@ use super::message::Message;
 use super::quorum::Quorum;
 use super::replica::{Effect, Replica};
 use super::state::{ClusterState, Op};
+use crate::fnv::fnv1a;
 use crate::log_actor::{Describe, LogRequest, Retire, Shutdown};
 use crate::metrics::Metrics;
 use crate::region::LogArgs;
@@ -136,9 +137,7 @@ impl ClusterLogActor {
         if name.len() < 128 {
             return name;
         }
-        let hash = uuid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = fnv1a(uuid.as_bytes());
         format!("dm-ulogd/#{hash:016x}")
     }
 

@@ -19,6 +19,7 @@ use roaring::RoaringBitmap;
 
 use super::message::{Chunk, Message, Snapshot};
 use super::state::{ClusterState, Member, Op};
+use crate::fnv::fnv1a;
 use crate::region::LogArgs;
 use crate::wire::Reply;
 
@@ -228,14 +229,11 @@ impl Replica {
 
 /// A name for a view, the same on every member.
 fn view_id(members: &[Member]) -> u64 {
-    // FNV-1a over the sorted members.
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for m in members {
-        for byte in m.node.to_le_bytes().into_iter().chain(m.pid.to_le_bytes()) {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
+    let bytes: Vec<u8> = members
+        .iter()
+        .flat_map(|m| m.node.to_le_bytes().into_iter().chain(m.pid.to_le_bytes()))
+        .collect();
+    fnv1a(&bytes)
 }
 
 #[cfg(test)]

@@ -19,9 +19,8 @@ impl LogActor {
             }
             return;
         }
-        let ctr = self.args.to_string();
         let count = u32::try_from(self.region.region_count().0).expect("LogArgs bounds the count");
-        match shadow.load(Owner { key: &self.key, ctr: &ctr }, count) {
+        match shadow.load(Owner { key: &self.key, ctr: &self.ctr }, count) {
             Ok(None) => tracing::warn!(
                 %uuid, luid, "reconnect without a shadow: the log starts from its own state"
             ),
@@ -50,8 +49,7 @@ impl LogActor {
     pub(super) fn save_shadow(&mut self) {
         self.region.take_changes();
         let Some(shadow) = &mut self.shadow else { return };
-        let ctr = self.args.to_string();
-        if let Err(error) = shadow.save(Owner { key: &self.key, ctr: &ctr }, &self.region) {
+        if let Err(error) = shadow.save(Owner { key: &self.key, ctr: &self.ctr }, &self.region) {
             self.lose_shadow(error);
         }
     }
@@ -63,8 +61,7 @@ impl LogActor {
         if changes.is_empty() {
             return;
         }
-        let ctr = self.args.to_string();
-        let owner = Owner { key: &self.key, ctr: &ctr };
+        let owner = Owner { key: &self.key, ctr: &self.ctr };
         if let Err(error) = shadow.append(owner, &self.region, &changes) {
             self.lose_shadow(error);
         }

@@ -18,6 +18,7 @@
 
 use roaring::RoaringBitmap;
 
+use crate::fnv::fnv1a;
 use crate::region::{Change, ShadowSets};
 use crate::wire::LogKey;
 
@@ -59,18 +60,20 @@ pub struct Replayed {
 /// A snapshot record: the file's first, and its only one after a compaction.
 pub fn snapshot(owner: Owner<'_>, sets: &ShadowSets) -> Vec<u8> {
     let uuid = owner.key.uuid.as_bytes();
-    let mut payload = Vec::with_capacity(64 + uuid.len() + owner.ctr.len());
-    payload.extend_from_slice(MAGIC);
-    payload.extend_from_slice(&owner.key.luid.to_le_bytes());
-    payload.extend_from_slice(&(uuid.len() as u16).to_le_bytes());
-    payload.extend_from_slice(uuid);
-    payload.extend_from_slice(&(owner.ctr.len() as u32).to_le_bytes());
-    payload.extend_from_slice(owner.ctr.as_bytes());
-    for set in [&sets.out_of_sync, &sets.recovering, &sets.dirty] {
-        payload.extend_from_slice(&(set.serialized_size() as u32).to_le_bytes());
-        set.serialize_into(&mut payload).expect("a Vec takes every byte");
-    }
-    frame(&payload)
+    let mut out = Vec::with_capacity(FRAME + 64 + uuid.len() + owner.ctr.len());
+    push_record(&mut out, |payload| {
+        payload.extend_from_slice(MAGIC);
+        payload.extend_from_slice(&owner.key.luid.to_le_bytes());
+        payload.extend_from_slice(&(uuid.len() as u16).to_le_bytes());
+        payload.extend_from_slice(uuid);
+        payload.extend_from_slice(&(owner.ctr.len() as u32).to_le_bytes());
+        payload.extend_from_slice(owner.ctr.as_bytes());
+        for set in [&sets.out_of_sync, &sets.recovering, &sets.dirty] {
+            payload.extend_from_slice(&(set.serialized_size() as u32).to_le_bytes());
+            set.serialize_into(&mut *payload).expect("a Vec takes every byte");
+        }
+    });
+    out
 }
 
 /// The records of `changes`, ready to append.
@@ -84,12 +87,13 @@ pub fn changes(changes: &[Change]) -> Vec<u8> {
             Change::Marked(rs) => (MARKED, rs),
             Change::Cleared(rs) => (CLEARED, rs),
         };
-        let mut payload = vec![tag];
-        if matches!(tag, MARKED | CLEARED) {
-            payload.extend_from_slice(&(regions.len() as u32).to_le_bytes());
-        }
-        regions.iter().for_each(|r| payload.extend_from_slice(&r.to_le_bytes()));
-        out.extend_from_slice(&frame(&payload));
+        push_record(&mut out, |payload| {
+            payload.push(tag);
+            if matches!(tag, MARKED | CLEARED) {
+                payload.extend_from_slice(&(regions.len() as u32).to_le_bytes());
+            }
+            regions.iter().for_each(|r| payload.extend_from_slice(&r.to_le_bytes()));
+        });
     }
     out
 }
@@ -174,20 +178,16 @@ fn apply(payload: &[u8], sets: &mut ShadowSets, region_count: u32) -> Option<()>
     at.0.is_empty().then_some(())
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FRAME + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&fnv1a(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// FNV-1a, 64 bits: a checksum that tells a torn or foreign record from a written one, and
-/// the hash that names a shadow file after its uuid.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// Appends one record to `out`: its length and checksum, then the payload `write` appends.
+fn push_record(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME]);
+    write(out);
+    let payload = start + FRAME;
+    let len = (out.len() - payload) as u32;
+    let sum = fnv1a(&out[payload..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..payload].copy_from_slice(&sum.to_le_bytes());
 }
 
 /// The payloads of intact records, in order; `None` at the first one that is not.

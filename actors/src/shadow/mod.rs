@@ -23,6 +23,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::fnv::fnv1a;
 use crate::region::{Change, RegionLog};
 use crate::wire::LogKey;
 pub use format::{Owner, Replayed, Unusable};
@@ -59,7 +60,7 @@ impl Shadow {
     /// The shadow of `key` in `dir`. The file is named after the luid and a hash of the uuid
     /// (a uuid may hold any byte and be 128 long); the snapshot holds both in full.
     pub fn new(dir: &Path, key: &LogKey) -> Shadow {
-        let name = format!("{:016x}-{:016x}.shadow", key.luid, format::fnv1a(key.uuid.as_bytes()));
+        let name = format!("{:016x}-{:016x}.shadow", key.luid, fnv1a(key.uuid.as_bytes()));
         Shadow { path: dir.join(name), file: None, written: 0, compact_at: MIN_COMPACT_BYTES }
     }
 

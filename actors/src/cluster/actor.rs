@@ -51,10 +51,8 @@ struct Slot {
 }
 
 enum Work {
-    /// An op not yet multicast.
-    Held(Op),
-    /// Multicast; answered when it comes back.
-    Sent(Op),
+    /// An op, held until it is multicast (`sent`), then answered when it comes back.
+    Op { op: Op, sent: bool },
     /// Applied by the group at `position`; a clustered-disk FLUSH also waits for the disk.
     /// After a POSTSUSPEND the member leaves the group.
     Applied { reply: Reply, position: u64, needs_disk: bool, then_leave: bool },
@@ -198,8 +196,8 @@ impl ClusterLogActor {
             disk.read_before_join = true;
         }
         for slot in &mut self.slots {
-            if let Work::Sent(op) = &slot.work {
-                slot.work = Work::Held(op.clone());
+            if let Work::Op { sent, .. } = &mut slot.work {
+                *sent = false;
             }
         }
     }
@@ -217,7 +215,7 @@ impl ClusterLogActor {
             self.leave(ctx, true);
         }
         self.maybe_commit(ctx);
-        let waiting = self.slots.iter().any(|s| matches!(s.work, Work::Held(_)))
+        let waiting = self.slots.iter().any(|s| matches!(s.work, Work::Op { sent: false, .. }))
             || !self.outbox.is_empty()
             || (self.active && self.group.is_none());
         if (blocked || waiting) && !self.retry_scheduled {
@@ -251,12 +249,12 @@ impl ClusterLogActor {
             return true;
         }
         for slot in &mut self.slots {
-            let Work::Held(op) = &slot.work else { continue };
+            let Work::Op { op, sent: sent @ false } = &mut slot.work else { continue };
             if !multicast(group, &Message::encode_op(op), &self.key) {
                 return false;
             }
             self.multicasts += 1;
-            slot.work = Work::Sent(op.clone());
+            *sent = true;
         }
         true
     }
@@ -286,7 +284,7 @@ impl ClusterLogActor {
                     }
                     None => break,
                 },
-                Work::Held(_) | Work::Sent(_) => break,
+                Work::Op { .. } => break,
             };
             let slot = self.slots.pop_front().expect("front exists");
             self.respond(&slot.to, reply);
@@ -357,11 +355,12 @@ impl ClusterLogActor {
             Effect::CommitFailed(position) => self.fail_flushes(position),
             Effect::Answer { reply, position } => {
                 let is_disk = self.disk.is_some();
-                let Some(slot) = self.slots.iter_mut().find(|s| matches!(s.work, Work::Sent(_)))
+                let Some(slot) =
+                    self.slots.iter_mut().find(|s| matches!(s.work, Work::Op { sent: true, .. }))
                 else {
                     return;
                 };
-                let Work::Sent(op) = &slot.work else { return };
+                let Work::Op { op, .. } = &slot.work else { return };
                 let needs_disk = is_disk && matches!(op, Op::Flush(_) | Op::Postsuspend);
                 let then_leave = matches!(op, Op::Postsuspend);
                 slot.work = Work::Applied { reply, position, needs_disk, then_leave };
@@ -450,7 +449,7 @@ fn work_of(request: &Request) -> Option<Work> {
         Request::GetSyncCount => return Some(Work::Read(LocalRead::SyncCount)),
         _ => return None,
     };
-    Some(Work::Held(op))
+    Some(Work::Op { op, sent: false })
 }
 
 impl Actor for ClusterLogActor {

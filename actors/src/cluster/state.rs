@@ -114,18 +114,18 @@ impl ClusterState {
         self.applied += 1;
         match op {
             Op::Mark(regions) | Op::Flush(regions) => {
-                let regions = self.check_all(regions)?;
+                self.check_all(regions)?;
                 let marks = self.marks.entry(from).or_default();
-                marks.extend(regions);
+                marks.extend(as_indices(regions));
                 if marks.is_empty() {
                     self.marks.remove(&from);
                 }
                 Ok(ReplyPayload::Empty)
             }
             Op::Clear(regions) => {
-                let regions = self.check_all(regions)?;
+                self.check_all(regions)?;
                 if let Some(marks) = self.marks.get_mut(&from) {
-                    for region in regions {
+                    for region in as_indices(regions) {
                         marks.remove(region);
                     }
                     if marks.is_empty() {
@@ -272,9 +272,15 @@ impl ClusterState {
         u32::try_from(region).ok().filter(|r| *r < self.region_count).ok_or(Errno::EINVAL)
     }
 
-    fn check_all(&self, regions: &[u64]) -> Result<Vec<u32>, Errno> {
-        regions.iter().map(|r| self.check(*r)).collect()
+    /// Checks every region before any is used, so that a bad one changes nothing.
+    fn check_all(&self, regions: &[u64]) -> Result<(), Errno> {
+        regions.iter().try_for_each(|r| self.check(*r).map(drop))
     }
+}
+
+/// Regions that [`ClusterState::check_all`] passed, as bitmap indices.
+fn as_indices(regions: &[u64]) -> impl Iterator<Item = u32> + '_ {
+    regions.iter().map(|r| *r as u32)
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ fn main() {
             let per_second = sent.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
             let multicast = (multicasts(&cluster, &nodes, &uuid) - before) as f64
                 / sent.load(Ordering::Relaxed) as f64;
-            rows.push((name, quantile(&latencies, 0.5), quantile(&latencies, 0.99), per_second, multicast));
+            rows.push((name, support::median(&latencies), support::p99(&latencies), per_second, multicast));
         }
         println!("| log active on | FLUSH with a mark, p50 µs | p99 µs | requests/s (all nodes) | multicasts per request |");
         println!("|---|---:|---:|---:|---:|");
@@ -81,13 +81,14 @@ fn main() {
 }
 
 /// Round trips of one FLUSH carrying one mark; each region is cleared again before the next.
-async fn flush_latencies(log: &SimLog, count: u64) -> Vec<Duration> {
+/// Each FLUSH's round trip, in µs.
+async fn flush_latencies(log: &SimLog, count: u64) -> Vec<f64> {
     let mut latencies = Vec::new();
     for i in 0..count {
         let region = RegionBatch::from_regions(&[i % REGIONS]).unwrap();
         let started = Instant::now();
         log.direct(&Request::Flush(region)).await.unwrap();
-        latencies.push(started.elapsed());
+        latencies.push(started.elapsed().as_secs_f64() * 1e6);
         log.direct(&Request::ClearRegion(region)).await.unwrap();
     }
     latencies
@@ -124,10 +125,4 @@ fn multicasts(cluster: &Cluster, nodes: &[u32], uuid: &str) -> u64 {
             .sum::<u64>();
     }
     total
-}
-
-fn quantile(samples: &[Duration], q: f64) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6
 }

@@ -27,7 +27,7 @@ use dm_ulog_actors::sim::load::LoadClient;
 use dm_ulog_actors::store::format::image_size;
 use dm_ulog_actors::units::{RegionCount, RegionIndex};
 use dm_ulog_actors::wire::{RegionBatch, Request, Uuid};
-use support::Server;
+use support::{median, p99, Server};
 
 const LOGS: usize = 64;
 
@@ -244,18 +244,4 @@ fn create_disk_log(client: &mut LoadClient, dir: &Path, name: &str, regions: u64
     // Warm the path once.
     assert_eq!(client.call(&uuid, 1, &Request::InSync(RegionIndex(0))).unwrap(), 0);
     (uuid, 1)
-}
-
-fn median(values: &[f64]) -> f64 {
-    quantile(values, 0.5)
-}
-
-fn p99(values: &[f64]) -> f64 {
-    quantile(values, 0.99)
-}
-
-fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }

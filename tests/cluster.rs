@@ -6,6 +6,7 @@
 //! Needs root, iproute2 and corosync (scripts/setup installs them). The tests share the
 //! namespaces' names, so they take turns (Cluster::up waits for the machine-wide lock).
 
+mod common;
 #[path = "cluster/harness.rs"]
 mod harness;
 
@@ -13,6 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{clean_on_disk, log_file};
 use dm_ulog_actors::sim::{Rng, SimLog};
 use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::{RegionBatch, Request};
@@ -284,8 +286,7 @@ async fn a_partition_without_quorum_changes_nothing_until_it_heals() {
     mark(&logs[0], &[8]).await;
     // Node 3 holds a MARK back until its partition has quorum again.
     let minority = tokio::spawn({
-        let link = cluster.links[&3].clone();
-        let log = SimLog::new(link, logs[2].table.clone(), 0x1003, 64);
+        let log = cluster.log(3, "split", "clustered-core 8 nosync", 64);
         async move { mark(&log, &[9]).await }
     });
     while !cluster.output(3).contains("quorum lost") {
@@ -371,7 +372,7 @@ async fn a_killed_corosync_takes_its_node_out_until_it_is_back() {
     );
     // Node 3's daemon lost its group with its corosync; its next request waits for both.
     let waiting = tokio::spawn({
-        let log = SimLog::new(cluster.links[&3].clone(), logs[2].table.clone(), 0x1003, 64);
+        let log = cluster.log(3, "corosync", "clustered-core 8 nosync", 64);
         async move { mark(&log, &[9]).await }
     });
     while !cluster.output(3).contains("lost corosync") {

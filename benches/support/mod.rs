@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use dm_ulog_actors::sim::load::{echo, LoadClient};
+use dm_ulog_actors::sim::load::{echo, echo_with, LoadClient};
 
 /// The environment variable that makes a bench binary serve as the echo responder.
 const ECHO_ROLE: &str = "BENCH_ECHO_SOCKET";
@@ -37,26 +37,18 @@ pub fn serve_echo_if_asked() {
 /// for a FLUSH. It has none of a daemon's costs, and none of its promises either: here one
 /// slow device would hold up every other log.
 fn syncing_echo(path: &Path, file: &Path) -> std::io::Result<()> {
-    use dm_ulog_actors::wire::{decode_frame, emit_reply, ReplyPayload, RequestType};
+    use dm_ulog_actors::wire::RequestType;
     use std::os::unix::fs::FileExt;
-    let _ = std::fs::remove_file(path);
-    let socket = std::os::unix::net::UnixDatagram::bind(path)?;
     let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(file)?;
     file.write_all_at(&[0; 4096], 0)?;
     file.sync_all()?;
-    let (mut request, mut reply) = ([0u8; 65536], [0u8; dm_ulog_actors::wire::MAX_REPLY_FRAME]);
-    loop {
-        let (len, peer) = socket.recv_from(&mut request)?;
-        let Ok(frame) = decode_frame(&request[..len]) else { continue };
-        if frame.header.kind() == Some(RequestType::Flush) {
+    echo_with(path, |header| {
+        if header.kind() == Some(RequestType::Flush) {
             file.write_all_at(&[0x5A; 512], 1024)?;
             file.sync_data()?;
         }
-        let reply_len = emit_reply(&frame.header, 0, &Ok(ReplyPayload::Empty), &mut reply);
-        if let Some(peer) = peer.as_pathname() {
-            socket.send_to(&reply[..reply_len], peer)?;
-        }
-    }
+        Ok(())
+    })
 }
 
 /// A server process, killed when dropped.
@@ -188,4 +180,19 @@ pub fn scratch_dir() -> tempfile::TempDir {
         .map(PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_TARGET_TMPDIR").into());
     tempfile::tempdir_in(base).unwrap()
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    quantile(values, 0.5)
+}
+
+pub fn p99(values: &[f64]) -> f64 {
+    quantile(values, 0.99)
+}
+
+/// The `q` quantile (0..=1) of `values`, by nearest rank.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }

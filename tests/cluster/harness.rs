@@ -5,14 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dm_ulog_actors::sim::{KernelLink, LogTable, SimLog};
-use dm_ulog_actors::store::format::image_size;
-use dm_ulog_actors::units::{RegionCount, RegionIndex};
+use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::{RegionBatch, ReplyPayload, Request};
 
 /// The namespaces have fixed names, so one cluster at a time on the machine: every test
@@ -78,6 +77,9 @@ impl Cluster {
             .expect("dm-ulogd starts");
         self.daemons.insert(node, child);
         while !socket.exists() {
+            if let Some(status) = self.daemons.get_mut(&node).unwrap().try_wait().unwrap() {
+                panic!("node {node}'s dm-ulogd exited at start-up: {status}; see n{node}.log");
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         let link = KernelLink::unix(
@@ -191,17 +193,4 @@ pub async fn resync(log: &SimLog) -> Vec<u64> {
             other => panic!("GET_RESYNC_WORK: {other:?}"),
         }
     }
-}
-
-pub fn log_file(dir: &Path, name: &str, regions: u64) -> PathBuf {
-    let path = dir.join(name);
-    let file = std::fs::File::create(&path).unwrap();
-    file.set_len(image_size(RegionCount(regions), 512)).unwrap();
-    path
-}
-
-/// The clean bit of `region` in a disk-log image, read by the kernel's rule.
-pub fn clean_on_disk(path: &Path, region: u64) -> bool {
-    let image = std::fs::read(path).unwrap();
-    image[1024 + (region / 8) as usize] & (1 << (region % 8)) != 0
 }

@@ -25,6 +25,15 @@ use crate::wire::{
 
 /// Serves the echo responder at `path` until the process ends.
 pub fn echo(path: &Path) -> io::Result<()> {
+    echo_with(path, |_| Ok(()))
+}
+
+/// The echo responder, with `before_reply` called on each request's header before its
+/// answer goes out.
+pub fn echo_with(
+    path: &Path,
+    mut before_reply: impl FnMut(&RequestHeader) -> io::Result<()>,
+) -> io::Result<()> {
     let _ = std::fs::remove_file(path);
     let socket = UnixDatagram::bind(path)?;
     let mut request = [0u8; MAX_REQUEST_FRAME * 2];
@@ -32,6 +41,7 @@ pub fn echo(path: &Path) -> io::Result<()> {
     loop {
         let (len, peer) = socket.recv_from(&mut request)?;
         let Ok(frame) = decode_frame(&request[..len]) else { continue };
+        before_reply(&frame.header)?;
         let reply_len = emit_reply(&frame.header, 0, &Ok(ReplyPayload::Empty), &mut reply);
         if let Some(peer) = peer.as_pathname() {
             socket.send_to(&reply[..reply_len], peer)?;

@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn a_big_snapshot_survives_chunking() {
         let args: LogArgs = "134217728 clustered-core 8".parse().unwrap();
-        let mut state = ClusterState::new(&args, ClusterState::initial_out_of_sync(&args));
+        let mut state = ClusterState::new(&args, args.initial_out_of_sync());
         let a = Member { node: 1, pid: 9 };
         let b = Member { node: 2, pid: 4 };
         for r in (0..16_000_000u64).step_by(3) {

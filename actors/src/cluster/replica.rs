@@ -218,11 +218,7 @@ impl Replica {
     pub fn leaving_knowledge(&self, clean_leave: bool) -> RoaringBitmap {
         match (&self.state, clean_leave) {
             (Some(state), true) => state.unclean(),
-            _ => {
-                let mut everything = RoaringBitmap::new();
-                everything.insert_range(0..self.args.region_count().0 as u32);
-                everything
-            }
+            _ => self.args.all_regions(),
         }
     }
 }
@@ -263,7 +259,7 @@ mod tests {
 
         fn join(&mut self, m: Member) {
             let args = Group::args();
-            let fresh = ClusterState::initial_out_of_sync(&args);
+            let fresh = args.initial_out_of_sync();
             self.replicas.push(Replica::new(m, args, fresh));
             self.members.push(m);
             self.view(&[], &[m]);
@@ -339,7 +335,7 @@ mod tests {
     #[test]
     fn ops_delivered_during_a_transfer_are_applied_after_it() {
         let args = Group::args();
-        let fresh = ClusterState::initial_out_of_sync(&args);
+        let fresh = args.initial_out_of_sync();
         let mut a = Replica::new(A, args.clone(), fresh.clone());
         let mut b = Replica::new(B, args, fresh);
         assert_eq!(a.on_view(&[A], &[], &[A]), vec![Effect::Installed]);
@@ -379,7 +375,7 @@ mod tests {
     #[test]
     fn with_no_holder_left_the_lowest_member_starts_afresh() {
         let args = Group::args();
-        let fresh = ClusterState::initial_out_of_sync(&args);
+        let fresh = args.initial_out_of_sync();
         let mut c = Replica::new(C, args.clone(), fresh.clone());
         let mut b = Replica::new(B, args, fresh);
         // C and B join a group whose only holder, A, dies before sending anything.

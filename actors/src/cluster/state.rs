@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
-use crate::region::{LogArgs, SyncMode};
+use crate::region::LogArgs;
 use crate::units::{RegionCount, RegionIndex};
 use crate::wire::{Errno, Reply, ReplyPayload};
 
@@ -89,15 +89,6 @@ impl ClusterState {
             sync_search: BTreeMap::new(),
             applied: 0,
         }
-    }
-
-    /// What a new core log starts from: every region out of sync, or none with `nosync`.
-    pub fn initial_out_of_sync(args: &LogArgs) -> RoaringBitmap {
-        let mut all = RoaringBitmap::new();
-        if args.sync != SyncMode::NoSync {
-            all.insert_range(0..u32::try_from(args.region_count().0).unwrap_or(u32::MAX));
-        }
-        all
     }
 
     pub fn region_count(&self) -> RegionCount {
@@ -293,7 +284,7 @@ mod tests {
 
     fn log(sync: &str) -> ClusterState {
         let args: LogArgs = format!("80 clustered-core 8{sync}").parse().unwrap();
-        ClusterState::new(&args, ClusterState::initial_out_of_sync(&args))
+        ClusterState::new(&args, args.initial_out_of_sync())
     }
 
     #[test]

@@ -10,6 +10,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use roaring::RoaringBitmap;
+
 use crate::units::{RegionCount, RegionSize, RegionSizeError, Sectors};
 use crate::wire::Errno;
 
@@ -81,6 +83,25 @@ impl ArgsError {
 impl LogArgs {
     pub fn region_count(&self) -> RegionCount {
         self.region_size.regions_in(self.target)
+    }
+
+    /// Every region of the log, as bitmap indices.
+    pub fn all_regions(&self) -> RoaringBitmap {
+        let count = u32::try_from(self.region_count().0)
+            .expect("LogArgs refuses region counts past u32::MAX");
+        let mut all = RoaringBitmap::new();
+        all.insert_range(0..count);
+        all.optimize();
+        all
+    }
+
+    /// What a new log starts from, as `core_ctr` sets it up: every region out of sync, or
+    /// none with `nosync`.
+    pub fn initial_out_of_sync(&self) -> RoaringBitmap {
+        match self.sync {
+            SyncMode::NoSync => RoaringBitmap::new(),
+            _ => self.all_regions(),
+        }
     }
 
     /// The log type's name as tables spell it.

@@ -19,7 +19,7 @@
 
 use roaring::RoaringBitmap;
 
-use super::args::{LogArgs, LogKind, SyncMode};
+use super::args::{LogArgs, LogKind};
 use super::change::Change;
 use super::error::LogError;
 use crate::units::{RegionCount, RegionIndex, RegionSize};
@@ -63,11 +63,7 @@ impl RegionLog {
     pub fn new(args: &LogArgs) -> RegionLog {
         let region_count = u32::try_from(args.region_count().0)
             .expect("LogArgs refuses region counts past u32::MAX");
-        let mut out_of_sync = RoaringBitmap::new();
-        if args.sync != SyncMode::NoSync {
-            out_of_sync.insert_range(0..region_count);
-            out_of_sync.optimize();
-        }
+        let out_of_sync = args.initial_out_of_sync();
         RegionLog {
             region_size: args.region_size,
             region_count,

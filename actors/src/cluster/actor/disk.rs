@@ -14,7 +14,6 @@ use roaring::RoaringBitmap;
 
 use super::{ClusterLogActor, Work};
 use crate::cluster::message::Message;
-use crate::cluster::state::ClusterState;
 use crate::flusher::Flusher;
 use crate::region::LogKind;
 use crate::reply_to::ReplyTo;
@@ -43,7 +42,7 @@ impl ClusterLogActor {
     /// CTR: the replica starts from all regions out of sync (core), or from the log device.
     pub(super) fn construct(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {
         let LogKind::Disk { device } = &self.args.kind else {
-            self.fresh = ClusterState::initial_out_of_sync(&self.args);
+            self.fresh = self.args.initial_out_of_sync();
             tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, args = %self.args, "clustered log created");
             return self.respond(&to, Ok(ReplyPayload::Empty));
         };

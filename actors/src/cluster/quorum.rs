@@ -6,7 +6,6 @@
 //! reconnects when corosync restarts); log actors read it before sending any change.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rust_corosync::{quorum, DispatchFlags, NodeId, TrackFlags};
@@ -14,26 +13,24 @@ use rust_corosync::{quorum, DispatchFlags, NodeId, TrackFlags};
 /// How long the watcher waits between attempts to reach corosync.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
+/// Whether this node's partition has quorum: written by the watcher thread (through
+/// corosync's callback, which takes no context), read by every clustered log.
+static QUORATE: AtomicBool = AtomicBool::new(false);
+
 /// The node's quorum, kept current by a watcher thread. Cheap to clone.
 #[derive(Clone)]
-pub struct Quorum {
-    quorate: Arc<AtomicBool>,
-}
-
-static QUORATE: AtomicBool = AtomicBool::new(false);
+pub struct Quorum(());
 
 impl Quorum {
     /// Starts the watcher. Until corosync answers, the node counts as without quorum.
     pub fn watch() -> Quorum {
-        let quorate = Arc::new(AtomicBool::new(false));
-        let shared = quorate.clone();
         std::thread::Builder::new()
             .name("quorum".into())
-            .spawn(move || {
+            .spawn(|| {
                 // Said once per outage, not at every attempt.
                 let mut outage_reported = false;
                 loop {
-                    let error = follow(&shared, &mut outage_reported);
+                    let error = follow(&mut outage_reported);
                     if !outage_reported {
                         tracing::warn!(
                             ?error,
@@ -42,29 +39,28 @@ impl Quorum {
                         );
                         outage_reported = true;
                     }
-                    shared.store(false, Ordering::SeqCst);
+                    set_quorate(false);
                     std::thread::sleep(RECONNECT_DELAY);
                 }
             })
             .expect("spawning the quorum watcher");
-        Quorum { quorate }
+        Quorum(())
     }
 
     pub fn is_quorate(&self) -> bool {
-        self.quorate.load(Ordering::SeqCst)
+        QUORATE.load(Ordering::SeqCst)
     }
 }
 
 /// Follows the quorum service until it goes away, and says why.
-fn follow(quorate: &AtomicBool, outage_reported: &mut bool) -> rust_corosync::CsError {
-    match try_follow(quorate, outage_reported) {
+fn follow(outage_reported: &mut bool) -> rust_corosync::CsError {
+    match try_follow(outage_reported) {
         Ok(never) => match never {},
         Err(error) => error,
     }
 }
 
 fn try_follow(
-    quorate: &AtomicBool,
     outage_reported: &mut bool,
 ) -> Result<std::convert::Infallible, rust_corosync::CsError> {
     let model = quorum::ModelData::ModelV1(quorum::Model1Data {
@@ -76,25 +72,23 @@ fn try_follow(
     *outage_reported = false;
     let fd = quorum::fd_get(&handle)?;
     quorum::trackstart(&handle, TrackFlags::Changes)?;
-    let now = quorum::getquorate(&handle)?;
-    QUORATE.store(now, Ordering::SeqCst);
-    let mut reported = None;
+    set_quorate(quorum::getquorate(&handle)?);
     loop {
-        let current = QUORATE.load(Ordering::SeqCst);
-        quorate.store(current, Ordering::SeqCst);
-        if reported != Some(current) {
-            tracing::info!(quorate = current, "cluster quorum");
-            reported = Some(current);
-        }
         let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let ready = unsafe { libc::poll(&mut poll, 1, 1000) };
-        if ready > 0 {
+        // SAFETY: one valid pollfd, for the duration of the call. A corosync that goes away
+        // hangs the socket up, which ends the wait as an event would.
+        if unsafe { libc::poll(&mut poll, 1, -1) } > 0 {
             quorum::dispatch(&handle, DispatchFlags::All)?;
         }
     }
 }
 
 fn on_quorum(_: &quorum::Handle, quorate: bool, _: quorum::RingId, _: Vec<NodeId>) {
-    QUORATE.store(quorate, Ordering::SeqCst);
+    set_quorate(quorate);
+}
+
+fn set_quorate(quorate: bool) {
+    if QUORATE.swap(quorate, Ordering::SeqCst) != quorate {
+        tracing::info!(quorate, "cluster quorum");
+    }
 }

@@ -360,15 +360,9 @@ impl LogActor {
         }
     }
 
-    /// STATUS_INFO as the kernel's own logs print it.
     fn status_info(&self) -> String {
-        match &self.disk {
-            None => format!("1 {}", self.args.type_name()),
-            Some(disk) => {
-                let health = disk.health.letter();
-                format!("3 {} {} {health}", self.args.type_name(), disk.status_name)
-            }
-        }
+        let device = self.disk.as_ref().map(|d| (d.status_name.as_str(), d.health.letter()));
+        self.args.status_info(device)
     }
 }
 

@@ -372,13 +372,8 @@ impl ClusterLogActor {
     }
 
     fn status_info(&self) -> String {
-        match &self.disk {
-            None => format!("1 {}", self.args.type_name()),
-            Some(disk) => {
-                let health = if disk.failed { 'D' } else { 'A' };
-                format!("3 {} {} {health}", self.args.type_name(), disk.status_name)
-            }
-        }
+        let device = self.disk.as_ref().map(|d| (d.status_name.as_str(), d.health()));
+        self.args.status_info(device)
     }
 
     fn describe(&self) -> LogStatus {
@@ -393,7 +388,7 @@ impl ClusterLogActor {
             dirty: state.map_or(0, |s| s.dirty().len()),
             recovering: state.map_or(0, ClusterState::recovering_count),
             device: self.disk.as_ref().map(|d| d.status_name.clone()),
-            health: self.disk.as_ref().map(|d| if d.failed { 'D' } else { 'A' }),
+            health: self.disk.as_ref().map(Disk::health),
             flush_p50_us: None,
             flush_p99_us: None,
             last_error: self.last_error.clone(),

@@ -114,6 +114,15 @@ impl LogArgs {
         }
     }
 
+    /// STATUS_INFO as the kernel's own logs print it: `1 <type>` for a core log, and
+    /// `3 <type> <device> <health letter>` for a disk log, given its device's name and health.
+    pub fn status_info(&self, device: Option<(&str, char)>) -> String {
+        match device {
+            None => format!("1 {}", self.type_name()),
+            Some((name, health)) => format!("3 {} {name} {health}", self.type_name()),
+        }
+    }
+
     /// STATUS_TABLE as the kernel's own logs print it: `<type> <#args> <args> `.
     pub fn status_table(&self) -> String {
         // The CTR string without its target length is exactly the table's log arguments.

@@ -38,6 +38,17 @@ pub(super) struct Disk {
     pub(super) reading: bool,
 }
 
+impl Disk {
+    /// The health letter of the status line (dm-log.c): D once the device failed, else A.
+    pub(super) fn health(&self) -> char {
+        if self.failed {
+            'D'
+        } else {
+            'A'
+        }
+    }
+}
+
 impl ClusterLogActor {
     /// CTR: the replica starts from all regions out of sync (core), or from the log device.
     pub(super) fn construct(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {

@@ -101,30 +101,35 @@ impl Message {
 }
 
 impl Snapshot {
-    /// The snapshot cut into chunks of at most `chunk_size` bytes, for `view`.
-    pub fn chunks(&self, view: u64, chunk_size: usize) -> Vec<Chunk> {
+    /// The snapshot of `state` and `holders` cut into chunks of at most `chunk_size` bytes,
+    /// for `view`: encoded where they lie, since a state can be megabytes.
+    pub fn chunks(
+        state: &ClusterState,
+        holders: &BTreeSet<Member>,
+        view: u64,
+        chunk_size: usize,
+    ) -> Vec<Chunk> {
         let mut w = Writer(Vec::new());
-        let s = &self.state;
-        w.u32(s.region_count);
-        w.u64(s.applied);
-        w.bitmap(&s.out_of_sync);
-        w.u32(s.marks.len() as u32);
-        for (member, marks) in &s.marks {
+        w.u32(state.region_count);
+        w.u64(state.applied);
+        w.bitmap(&state.out_of_sync);
+        w.u32(state.marks.len() as u32);
+        for (member, marks) in &state.marks {
             w.member(*member);
             w.bitmap(marks);
         }
-        w.u32(s.recovering.len() as u32);
-        for (region, member) in &s.recovering {
+        w.u32(state.recovering.len() as u32);
+        for (region, member) in &state.recovering {
             w.u32(*region);
             w.member(*member);
         }
-        w.u32(s.sync_search.len() as u32);
-        for (member, search) in &s.sync_search {
+        w.u32(state.sync_search.len() as u32);
+        for (member, search) in &state.sync_search {
             w.member(*member);
             w.u32(*search);
         }
-        w.u32(self.holders.len() as u32);
-        for member in &self.holders {
+        w.u32(holders.len() as u32);
+        for member in holders {
             w.member(*member);
         }
         let pieces: Vec<&[u8]> = w.0.chunks(chunk_size.max(1)).collect();
@@ -332,7 +337,7 @@ mod tests {
         state.apply(b, &Op::Resume).unwrap();
         state.apply(b, &Op::GetResyncWork).unwrap();
         let snapshot = Snapshot { state, holders: [a, b].into() };
-        let chunks = snapshot.chunks(77, 256 * 1024);
+        let chunks = Snapshot::chunks(&snapshot.state, &snapshot.holders, 77, 256 * 1024);
         assert!(chunks.len() > 4, "{} chunks", chunks.len());
         let bytes: Vec<u8> = chunks.iter().flat_map(|c| c.bytes.clone()).collect();
         assert_eq!(Snapshot::decode(&bytes), Ok(snapshot));

@@ -126,13 +126,9 @@ impl Replica {
         let lacking = self.view.iter().any(|m| !self.holders.contains(m));
         if let (Some(state), true) = (&self.state, lacking) {
             if self.writer() == Some(self.me) {
-                let snapshot = Snapshot { state: state.clone(), holders: self.holders.clone() };
-                effects.extend(
-                    snapshot
-                        .chunks(self.view_id, CHUNK_SIZE)
-                        .into_iter()
-                        .map(|chunk| Effect::Send(Message::Snapshot(chunk))),
-                );
+                let chunks = Snapshot::chunks(state, &self.holders, self.view_id, CHUNK_SIZE);
+                effects
+                    .extend(chunks.into_iter().map(|chunk| Effect::Send(Message::Snapshot(chunk))));
             }
         }
         effects

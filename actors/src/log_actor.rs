@@ -135,6 +135,9 @@ pub struct LogActor {
     /// The log's state kept for the next daemon, if there is a state directory and writing
     /// it has not failed.
     shadow: Option<Shadow>,
+    /// A reconnect's CTR took the shadow back: the next RESUME keeps its sync state, and its
+    /// recovering set (the kernel may be copying those regions right now).
+    restored: bool,
     /// DTR or shutdown: stop once nothing is left to commit.
     closing: bool,
     /// The last refusal or failure, for the status report.
@@ -165,6 +168,7 @@ impl LogActor {
             region,
             disk: None,
             shadow,
+            restored: false,
             closing: false,
             last_error: None,
             sink,
@@ -254,7 +258,12 @@ impl LogActor {
                 disk.health = Health::Failed;
             }
             disk.layout.header_block = loaded.header_block;
-            act.region.resume_with(loaded.dirty);
+            if std::mem::take(&mut act.restored) {
+                act.region.resume_restored();
+            } else {
+                act.region.resume_with(loaded.dirty);
+                act.region.forget_recovering();
+            }
             act.save_shadow();
             let Some(disk) = act.disk.as_mut() else { return };
             tracing::info!(%uuid, luid = act.key.luid, dirty = act.region.dirty_count(), in_sync = act.region.sync_count(), "log resumed");
@@ -441,6 +450,9 @@ impl Handler<LogRequest> for LogActor {
             }
             Request::Resume => {
                 let reply = self.region.answer(&request).unwrap_or(Err(Errno::EINVAL));
+                if !std::mem::take(&mut self.restored) {
+                    self.region.forget_recovering();
+                }
                 self.save_shadow();
                 self.respond(&to, reply);
             }

@@ -32,6 +32,7 @@ impl LogActor {
                     );
                 }
                 self.region.restore(replayed.sets);
+                self.restored = true;
                 tracing::info!(
                     %uuid, luid, in_sync = self.region.sync_count(),
                     recovering = self.region.recovering_count(),

@@ -46,9 +46,6 @@ pub struct RegionLog {
     /// Changes not yet handed to the shadow ([`RegionLog::take_changes`]); `None` while no
     /// shadow is kept.
     changes: Option<Vec<Change>>,
-    /// A reconnect took the state back from a shadow ([`RegionLog::restore`]): the next
-    /// RESUME keeps it, the recovering set too (the kernel may be copying those regions).
-    restored: bool,
 }
 
 /// The sets a shadow keeps, as a snapshot holds them and a restore gives them back.
@@ -76,7 +73,6 @@ impl RegionLog {
             sync_search: 0,
             touched: matches!(args.kind, LogKind::Disk { .. }).then(RoaringBitmap::new),
             changes: None,
-            restored: false,
         }
     }
 
@@ -104,7 +100,6 @@ impl RegionLog {
         self.out_of_sync = sets.out_of_sync;
         self.recovering = sets.recovering;
         self.dirty = sets.dirty;
-        self.restored = true;
     }
 
     fn is_disk(&self) -> bool {
@@ -164,33 +159,34 @@ impl RegionLog {
     /// RESUME of a core log: recovery starts its search over.
     pub fn resume(&mut self) {
         self.sync_search = 0;
-        self.forget_recovering_unless_restored();
+    }
+
+    /// A real RESUME (not the one a reconnect sends): dm-raid1's presuspend waited for every
+    /// recovery to end, so nothing is being recovered. A region a shadow kept as recovering,
+    /// whose GET_RESYNC_WORK reply a daemon crash cut off, is handed out again from here on.
+    pub fn forget_recovering(&mut self) {
+        self.recovering.clear();
     }
 
     /// RESUME of a disk log: the dirty set just loaded from the log device. As in
-    /// `disk_resume`, a region is in sync exactly when it is clean. Right after a reconnect
-    /// the shadow's sets stand instead: the kernel kept running, and a region dirty on the
-    /// device and not in the shadow had its CLEAR answered, which the kernel will not send
-    /// again.
+    /// `disk_resume`, a region is in sync exactly when it is clean.
     pub fn resume_with(&mut self, dirty: RoaringBitmap) {
-        if !self.restored {
-            self.out_of_sync = dirty.clone();
-            self.dirty = dirty;
-        }
+        self.out_of_sync = dirty.clone();
+        self.dirty = dirty;
         self.sync_search = 0;
-        self.forget_recovering_unless_restored();
         // The whole image is written at resume, so nothing is pending any more.
         if let Some(touched) = &mut self.touched {
             touched.clear();
         }
     }
 
-    /// A real RESUME (not the one a reconnect sends): dm-raid1's presuspend waited for every
-    /// recovery to end, so nothing is being recovered. A region a shadow kept as recovering,
-    /// whose GET_RESYNC_WORK reply a daemon crash cut off, is handed out again from here on.
-    fn forget_recovering_unless_restored(&mut self) {
-        if !std::mem::take(&mut self.restored) {
-            self.recovering.clear();
+    /// RESUME of a disk log right after a reconnect, its state restored from the shadow: the
+    /// kernel kept running, so the shadow's sets stand. A region dirty on the device and not
+    /// in the shadow had its CLEAR answered; the kernel will not clear it again.
+    pub fn resume_restored(&mut self) {
+        self.sync_search = 0;
+        if let Some(touched) = &mut self.touched {
+            touched.clear();
         }
     }
 

@@ -1,23 +1,45 @@
-//! `dm-ulogd` (run): serve the configured transport in the foreground until SIGTERM or
-//! SIGINT, then stop taking requests, commit every disk log and exit 0.
-
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+//! `dm-ulogd` (run): serve the configured transport in the foreground until SIGTERM (or any
+//! other terminating signal), then stop taking requests, commit every disk log, remove the
+//! sockets and exit 0. One daemon per state directory ([`InstanceLock`]).
 
 use dm_ulog_actors::transport::{missing_capabilities, Transport};
-use dm_ulog_actors::{Engine, EngineConfig};
-use tokio::signal::unix::{signal, SignalKind};
+use dm_ulog_actors::{Engine, EngineConfig, Observer};
 
-use crate::config::{MetricsListen, Settings, TransportSpec};
+use crate::config::{MetricsListen, Overrides, Settings, TransportSpec};
+use crate::instance_lock::{InstanceLock, NotLocked};
 use crate::notify::notify;
+use crate::signals::{Asked, Signals};
+use crate::telemetry::LevelHandle;
 use crate::{control, metrics};
 
-pub fn run(settings: Settings) -> Result<(), String> {
-    actix::System::new().block_on(serve(settings))
+pub fn run(settings: Settings, overrides: &Overrides, level: LevelHandle) -> Result<(), String> {
+    actix::System::new().block_on(serve(settings, overrides, level))
 }
 
-async fn serve(settings: Settings) -> Result<(), String> {
+async fn serve(
+    settings: Settings,
+    overrides: &Overrides,
+    level: LevelHandle,
+) -> Result<(), String> {
     raise_open_file_limit();
+    // Before any socket is bound: a second daemon must not take the first one's sockets.
+    let _lock = match InstanceLock::take(&settings.state_dir) {
+        Ok(lock) => Some(lock),
+        Err(NotLocked::Held(pid)) => {
+            return Err(format!(
+                "another dm-ulogd (pid {pid}) is running on state_dir {}",
+                settings.state_dir.display()
+            ))
+        }
+        Err(NotLocked::Io(error)) => {
+            tracing::warn!(
+                state_dir = %settings.state_dir.display(), %error,
+                "instance lock unavailable: nothing keeps a second daemon off these sockets"
+            );
+            None
+        }
+    };
+    let mut signals = Signals::install().map_err(|e| format!("signal handlers: {e}"))?;
     let transport = match &settings.transport {
         TransportSpec::Netlink => {
             let missing = missing_capabilities();
@@ -39,17 +61,23 @@ async fn serve(settings: Settings) -> Result<(), String> {
         workers: settings.workers,
         single_node_clustered: settings.single_node_clustered,
         corosync: settings.corosync,
-        state_dir: state_dir(&settings.state_dir),
+        state_dir: Some(settings.state_dir.clone()),
     };
     let mut engine = Engine::start(config, transport);
     // Status is for operators: without its socket the daemon still serves the kernel.
-    match control::bind(&settings.control_socket) {
-        Ok(listener) => drop(actix::spawn(control::serve(listener, engine.observer()))),
-        Err(error) => tracing::warn!(
+    let control_bound = match control::bind(&settings.control_socket) {
+        Ok(listener) => {
+            actix::spawn(control::serve(listener, engine.observer()));
+            true
+        }
+        Err(error) => {
+            tracing::warn!(
             path = %settings.control_socket.display(), %error,
             "control socket unavailable: `dm-ulogd status` will not reach this daemon"
-        ),
-    }
+            );
+            false
+        }
+    };
     if let MetricsListen::On(address) = settings.metrics_listen {
         serve_metrics(address, engine.observer());
     }
@@ -59,21 +87,66 @@ async fn serve(settings: Settings) -> Result<(), String> {
     );
     notify("READY=1");
 
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let closed = tokio::select! {
-        _ = terminate.recv() => false,
-        _ = interrupt.recv() => false,
-        _ = engine.closed() => true,
+    let closed = loop {
+        let asked = tokio::select! {
+            asked = signals.next() => asked,
+            _ = engine.closed() => break true,
+        };
+        match asked {
+            Asked::Stop(signal) => {
+                tracing::info!(%signal, "stop requested");
+                break false;
+            }
+            Asked::Reload => reload(overrides, &level),
+            Asked::Dump => dump(&engine.observer()).await,
+        }
     };
     tracing::info!(logs = engine.log_count(), "stopping: committing every disk log");
     notify("STOPPING=1");
     engine.drain().await;
+    // The lock is still held, so the sockets are this daemon's own.
+    if let TransportSpec::Unix(path) = &settings.transport {
+        let _ = std::fs::remove_file(path);
+    }
+    if control_bound {
+        let _ = std::fs::remove_file(&settings.control_socket);
+    }
     if closed {
         return Err("the transport closed".into());
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: the configuration is read again; the log level applies at once, the rest at the
+/// next start (sockets, workers and the state directory are in use).
+fn reload(overrides: &Overrides, level: &LevelHandle) {
+    let applied = Settings::load(overrides)
+        .map_err(|e| e.to_string())
+        .and_then(|settings| level.set(&settings.log_level).map(|()| settings.log_level));
+    match applied {
+        Ok(log_level) => tracing::info!(
+            log_level,
+            "configuration reloaded: the log level applies now, the rest at restart"
+        ),
+        Err(error) => tracing::error!(%error, "configuration not reloaded; nothing changed"),
+    }
+}
+
+/// SIGUSR1: one line per log with its whole state.
+async fn dump(observer: &Observer) {
+    let logs = observer.status().await;
+    tracing::info!(logs = logs.len(), "state of every log follows");
+    for log in logs {
+        let (device, health) = (log.device.as_deref().unwrap_or("-"), log.health.unwrap_or('-'));
+        tracing::info!(
+            uuid = %log.uuid, luid = log.luid, log_type = %log.log_type, regions = log.regions,
+            region_size = log.region_size, in_sync = log.in_sync, dirty = log.dirty,
+            recovering = log.recovering, %device, %health,
+            cluster = log.cluster.map(|c| format!("{c:?}")), last_error = log.last_error,
+            "log state"
+        );
+    }
 }
 
 /// Starts the metrics endpoint. Like the control socket, it is for operators, so failing to
@@ -95,7 +168,7 @@ fn serve_metrics(address: std::net::SocketAddr, observer: dm_ulog_actors::Observ
     }
 }
 
-/// Every log keeps its shadow file open, and every disk log its device: a host with
+/// Every disk log keeps its device open, and some shadows their journal: a host with
 /// thousands of mirrors needs more descriptors than the usual soft limit of 1024. The soft
 /// limit is raised to the hard one, as far as the host allows; a failure only means fewer.
 fn raise_open_file_limit() {
@@ -110,21 +183,6 @@ fn raise_open_file_limit() {
                     "could not raise the open-file limit; thousands of logs may not fit"
                 );
             }
-        }
-    }
-}
-
-/// The shadows' directory, made root-only if missing. Without it the daemon still serves,
-/// but a crash of it would leave mirrors to the kernel's reconnect without their sync state.
-fn state_dir(path: &Path) -> Option<PathBuf> {
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
-        Ok(()) => Some(path.to_owned()),
-        Err(error) => {
-            tracing::warn!(
-                path = %path.display(), %error,
-                "state directory unavailable: after a crash, logs restart without their sync state"
-            );
-            None
         }
     }
 }

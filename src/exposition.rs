@@ -7,8 +7,8 @@
 
 use std::fmt::Write;
 
-use dm_ulog_actors::metrics::{HistogramSnapshot, Metrics};
-use dm_ulog_actors::LogStatus;
+use dm_ulog_actors::metrics::HistogramSnapshot;
+use dm_ulog_actors::{LogStatus, Observer};
 
 /// The log types a table can name, so that each has a `dm_ulogd_logs` series, 0 or not.
 const LOG_TYPES: [&str; 4] = ["core", "disk", "clustered-core", "clustered-disk"];
@@ -17,7 +17,8 @@ const LOG_TYPES: [&str; 4] = ["core", "disk", "clustered-core", "clustered-disk"
 const DEVICE_STATES: [(char, &str); 3] = [('A', "alive"), ('D', "failed"), ('F', "flush_failed")];
 
 /// One scrape's worth of text.
-pub fn render(metrics: &Metrics, logs: &[LogStatus]) -> String {
+pub fn render(observer: &Observer, logs: &[LogStatus]) -> String {
+    let metrics = observer.metrics();
     let mut out = Exposition::default();
     out.family("dm_ulogd_build_info", "gauge", "The running dm-ulogd's version; always 1.");
     out.sample("dm_ulogd_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
@@ -51,6 +52,20 @@ pub fn render(metrics: &Metrics, logs: &[LogStatus]) -> String {
     let name = "dm_ulogd_unreadable_datagrams_total";
     out.family(name, "counter", "Datagrams without a readable request header.");
     out.sample(name, &[], metrics.unreadable_datagrams());
+    let name = "dm_ulogd_shadow_write_failures_total";
+    out.family(
+        name,
+        "counter",
+        "Failed writes of a log's shadow in state_dir; the log writes it afresh at its next change.",
+    );
+    out.sample(name, &[], metrics.shadow_write_failures());
+    let name = "dm_ulogd_replies_unsent_total";
+    out.family(
+        name,
+        "counter",
+        "Replies the transport could not send at once (a peer not reading); the peer resends.",
+    );
+    out.sample(name, &[], observer.replies_unsent());
 
     let name = "dm_ulogd_logs";
     out.family(name, "gauge", "Logs served, by log type.");

@@ -8,8 +8,10 @@ mod control;
 mod daemon;
 mod exposition;
 mod inspect;
+mod instance_lock;
 mod metrics;
 mod notify;
+mod signals;
 mod simulate;
 mod status;
 mod telemetry;
@@ -75,15 +77,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = telemetry::init(&settings.log_level) {
-        eprintln!("dm-ulogd: configuration: {error}");
-        return ExitCode::from(2);
-    }
+    let level = match telemetry::init(&settings.log_level) {
+        Ok(level) => level,
+        Err(error) => {
+            eprintln!("dm-ulogd: configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
     exit(match command {
         Command::Simulate(args) => simulate::run(settings, args),
         Command::Status { json, watch } => status::run(&settings.control_socket, json, watch),
         // Inspect returned above, before any configuration was read.
-        Command::Run | Command::Inspect { .. } => daemon::run(settings),
+        Command::Run | Command::Inspect { .. } => daemon::run(settings, &overrides, level),
     })
 }
 

@@ -98,9 +98,7 @@ async fn answer(mut stream: TcpStream, observer: &Observer) {
 /// The metrics, or 503 when the logs do not all report within [`STATUS_TIMEOUT`].
 async fn scrape(observer: &Observer) -> String {
     match tokio::time::timeout(STATUS_TIMEOUT, observer.status()).await {
-        Ok(logs) => {
-            response("200 OK", CONTENT_TYPE, &exposition::render(observer.metrics(), &logs))
-        }
+        Ok(logs) => response("200 OK", CONTENT_TYPE, &exposition::render(observer, &logs)),
         Err(_) => response("503 Service Unavailable", "text/plain", "logs late\n"),
     }
 }

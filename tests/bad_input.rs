@@ -7,10 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use common::{clean_on_disk, log_file, Daemon, Raw, Seen};
+use common::{clean_on_disk, log_file, Daemon, Raw, Seen, SmallFs};
 use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::{RegionBatch, Request};
 
@@ -30,32 +27,6 @@ const EINVAL: i32 = -libc::EINVAL;
 const CN_LEN: usize = 32;
 const REQUEST_TYPE: usize = 36 + 152;
 const DATA_SIZE: usize = 36 + 156;
-
-/// A tmpfs of 64 KiB, unmounted (lazily) on drop.
-struct SmallFs(PathBuf);
-
-impl SmallFs {
-    fn mount(at: &Path) -> SmallFs {
-        std::fs::create_dir_all(at).unwrap();
-        let status =
-            Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(at).status();
-        assert!(status.is_ok_and(|s| s.success()), "mounting a tmpfs needs root");
-        SmallFs(at.to_owned())
-    }
-
-    /// Fills the file system up, so that the next block it must allocate fails with ENOSPC.
-    fn fill(&self) {
-        use std::io::Write;
-        let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
-        while filler.write_all(&[0xAA; 4096]).is_ok() {}
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 #[tokio::test]
 async fn every_bad_input_gets_its_defined_reply_and_nothing_is_lost() {

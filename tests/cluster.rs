@@ -39,6 +39,13 @@ async fn a_region_stays_dirty_until_every_node_that_marked_it_clears_it() {
     mark(three, &[9]).await;
     clear(one, &[9]).await;
     assert!(!is_clean(two, 9).await);
+    // Out of sync and unmarked is not clean, on every node, as on a single-host log.
+    let out_of_sync = Request::SetRegionSync { region: RegionIndex(12), in_sync: false };
+    two.direct(&out_of_sync).await.unwrap();
+    for log in &logs {
+        assert!(!in_sync(log, 12).await);
+        assert!(!is_clean(log, 12).await, "region 12 is out of sync");
+    }
 }
 
 /// Who holds a mark on which region, as the kernels were told, with one lock per region so
@@ -256,6 +263,7 @@ async fn the_disk_writer_killed_mid_workload_leaves_its_marks_to_be_resynced() {
     eprintln!("failover: first FLUSH answered {failover:?} after the writer's kill -9");
     for log in &logs[1..] {
         assert!(!in_sync(log, 3).await, "node 1's write to 3 may have reached one leg");
+        assert!(!is_clean(log, 3).await, "out of sync, though no living node marked it");
         assert!(!in_sync(log, 4).await);
         assert!(in_sync(log, 20).await, "node 2 is alive: its marks are not resynced");
         assert!(!is_clean(log, 20).await);
@@ -402,13 +410,14 @@ async fn a_lone_member_keeps_its_state_across_suspend_and_resume() {
             .await
             .unwrap();
     }
-    mark(&log, &[50]).await;
-    clear(&log, &[50]).await;
+    mark(&log, &[5, 50]).await;
+    clear(&log, &[5, 50]).await;
     log.direct(&Request::Presuspend).await.unwrap();
     log.direct(&Request::Postsuspend).await.unwrap();
     // Out of the group, the member answers from what it knew when it left.
     assert_eq!(sync_count(&log).await, 40, "a suspended log keeps its count");
     log.direct(&Request::Resume).await.unwrap();
     assert_eq!(sync_count(&log).await, 40, "a suspend is no reason to resync");
-    assert!(is_clean(&log, 50).await);
+    assert!(is_clean(&log, 5).await);
+    assert!(!is_clean(&log, 50).await, "cleared, but never in sync");
 }

@@ -53,6 +53,8 @@ fn bad_configuration_exits_2_with_a_clear_message() {
         (vec![], vec![("DM_ULOGD_METRICS_LISTEN", "on")], "metrics_listen"),
         (vec!["--metrics-listen".into(), "127.0.0.1:99999".into()], vec![], "--metrics-listen"),
         (vec!["--log-level".into(), "info,=[".into()], vec![], "log_level"),
+        (vec!["--log-level".into(), "infoo".into()], vec![], "\"infoo\" is not a level"),
+        (vec!["--config".into(), write("level.toml", "log_level = \"infoo\"")], vec![], "infoo"),
     ];
     for (args, env, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

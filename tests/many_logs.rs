@@ -53,3 +53,38 @@ async fn a_thousand_logs_keep_their_own_order() {
     // Every log was destroyed, and the daemon said so once per log.
     assert_eq!(daemon.output().matches("log destroyed").count(), LOGS);
 }
+
+/// 10,000 disk logs under a limit of 16,384 descriptors: each needs its device open, and the
+/// shadows must make do with what is left (a journal past the budget is opened per record).
+#[tokio::test]
+async fn ten_thousand_disk_logs_fit_under_16384_descriptors() {
+    const DISK_LOGS: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    // The log files on a tmpfs: this test is about descriptors, not fdatasync.
+    let files = tempfile::tempdir_in("/dev/shm").unwrap();
+    let daemon = Daemon::start_limited(dir.path(), &[], Some(16_384));
+    let link = daemon.link("kernel", Duration::from_secs(60));
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_task = DISK_LOGS / 50;
+    for task in 0..50 {
+        let (link, files) = (link.clone(), files.path().to_owned());
+        tasks.spawn(async move {
+            for i in task * per_task..(task + 1) * per_task {
+                let path = common::log_file(&files, &format!("log-{i:05}"), 16);
+                let args = format!("disk {} 8 nosync", path.display());
+                let mut log = sim_log(&link, &format!("disk-{i:05}"), &args, 16, false);
+                log.create().await.unwrap();
+                log.write(&[(i % 16) as u64]).await.unwrap();
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+    let open = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid())).unwrap().count();
+    assert!((DISK_LOGS..16_384).contains(&open), "{open} descriptors open");
+    let shadows = std::fs::read_dir(daemon.state_dir()).unwrap().count();
+    assert!(shadows >= DISK_LOGS, "{shadows} files in state_dir: a shadow per log");
+    let output = daemon.output();
+    assert!(!output.contains("shadow not written") && !output.contains("not created"));
+}

@@ -1,7 +1,7 @@
 //! The engine as a host program sees it: start it on a transport inside an actix System,
 //! ask it to drain, and that is all.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -9,9 +9,11 @@ use actix::prelude::*;
 use crate::log_actor::Describe;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::services::Services;
+use crate::shadow::StateDir;
 use crate::socket_actor::{Drain, SocketActor};
 use crate::status::LogStatus;
-use crate::transport::Transport;
+use crate::transport::{ReplySink, Transport};
 
 /// How the engine runs. The default serves every log on one thread: on small machines a
 /// request's cost is mostly its two syscalls, and a hop to another thread costs more than
@@ -27,8 +29,10 @@ pub struct EngineConfig {
     /// Serve `clustered-core` / `clustered-disk` across hosts through the local corosync
     /// (CPG and quorum); takes precedence over `single_node_clustered`.
     pub corosync: bool,
-    /// Where each log keeps its shadow ([`crate::shadow`]), an existing directory on a tmpfs;
-    /// `None` keeps none, and a restarted engine then starts each log from its own state.
+    /// Where each log keeps its shadow ([`crate::shadow`]): a directory on a tmpfs, created
+    /// if missing, and used only if it belongs to this process's user, no one else may write
+    /// it and it is no symlink ([`StateDir`]). `None` (or a directory that fails the checks)
+    /// keeps no shadows, and a restarted engine then starts each log from its own state.
     pub state_dir: Option<PathBuf>,
 }
 
@@ -38,6 +42,7 @@ pub struct Engine {
     stopped: tokio::sync::oneshot::Receiver<()>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    replies: ReplySink,
     workers: Vec<Arbiter>,
 }
 
@@ -49,22 +54,27 @@ impl Engine {
         let registry = Arc::new(Registry::default());
         let metrics = Arc::new(Metrics::default());
         let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
-        let socket = SocketActor::new(
-            config,
-            registry.clone(),
-            metrics.clone(),
-            transport.incoming,
-            transport.replies,
-            handles,
-            stopped_tx,
-        )
-        .start();
-        Engine { socket, stopped, registry, metrics, workers }
+        let state_dir = config.state_dir.as_deref().and_then(open_state_dir);
+        let replies = transport.replies.clone();
+        let services = Services {
+            sink: transport.replies,
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            claims: Arc::default(),
+        };
+        let socket =
+            SocketActor::new(config, state_dir, services, transport.incoming, handles, stopped_tx)
+                .start();
+        Engine { socket, stopped, registry, metrics, replies, workers }
     }
 
     /// A handle that reports on the logs, for a status endpoint; it outlives nothing.
     pub fn observer(&self) -> Observer {
-        Observer { registry: self.registry.clone(), metrics: self.metrics.clone() }
+        Observer {
+            registry: self.registry.clone(),
+            metrics: self.metrics.clone(),
+            replies: self.replies.clone(),
+        }
     }
 
     /// How many logs are being served.
@@ -93,11 +103,39 @@ impl Engine {
     }
 }
 
+/// The checked state directory, or why there is none (said once, here).
+fn open_state_dir(path: &Path) -> Option<Arc<StateDir>> {
+    match StateDir::open(path, journal_budget()) {
+        Ok(dir) => Some(Arc::new(dir)),
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "serving without shadows: after a daemon crash, logs start from their own state"
+            );
+            None
+        }
+    }
+}
+
+/// How many shadow journals stay open: a quarter of the descriptors this process may have,
+/// leaving the rest to log devices (one each), sockets and the rest.
+fn journal_budget() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit(2) fills the rlimit it is given.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if known {
+        usize::try_from(limit.rlim_cur / 4).unwrap_or(usize::MAX)
+    } else {
+        256
+    }
+}
+
 /// Reports on the logs of a running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Observer {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    replies: ReplySink,
 }
 
 impl Observer {
@@ -117,5 +155,10 @@ impl Observer {
     /// The engine's request, error and latency counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Replies the transport could not send (a peer that stopped reading): the peer resends.
+    pub fn replies_unsent(&self) -> u64 {
+        self.replies.unsent()
     }
 }

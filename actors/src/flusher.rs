@@ -2,7 +2,9 @@
 //!
 //! Each disk log reads and writes its device on a thread of its own, so a slow or failed
 //! device holds up only its own log, never the thread that serves other logs. Jobs run in the
-//! order they were sent, so the device sees the log's writes in that order.
+//! order they were sent, so the device sees the log's writes in that order. Whatever grows
+//! with the log's size runs here too: loading the image at resume and rendering it whole, so
+//! that a resume of a huge log delays only that log.
 //!
 //! Why a thread per log rather than tokio's blocking pool behind a child actor: a commit then
 //! costs one hand-off to the device and none back. The job carries what to do once the write
@@ -16,9 +18,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use roaring::RoaringBitmap;
 use tokio::sync::oneshot;
 
-use crate::store::{Commit, DeviceError, LogDevice};
+use crate::region::SyncMode;
+use crate::store::{Commit, DeviceError, Layout, Loaded, LogDevice};
+use crate::units::RegionCount;
 
 /// Room enough for a blocking pwrite/fdatasync loop; the default 2 MiB per log adds up.
 const STACK_SIZE: usize = 256 * 1024;
@@ -28,9 +33,24 @@ pub struct Flusher {
     jobs: mpsc::Sender<Job>,
 }
 
+/// What a write puts on the device.
+pub enum Writing {
+    /// The changed blocks, rendered already.
+    Blocks(Commit),
+    /// The whole image, rendered on the I/O thread from the layout and the regions not clean.
+    Whole { layout: Layout, unclean: Vec<RoaringBitmap> },
+}
+
 enum Job {
-    Read { len: u64, then: Box<dyn FnOnce(Result<Vec<u8>, DeviceError>) + Send> },
-    Write { commit: Commit, then: Box<dyn FnOnce(Result<(), DeviceError>) + Send> },
+    Load {
+        count: RegionCount,
+        sync: SyncMode,
+        then: Box<dyn FnOnce(Result<Loaded, DeviceError>) + Send>,
+    },
+    Write {
+        writing: Writing,
+        then: Box<dyn FnOnce(Result<(), DeviceError>) + Send>,
+    },
 }
 
 impl Flusher {
@@ -51,28 +71,32 @@ impl Flusher {
         &self.device
     }
 
-    /// Writes `commit` durably, then calls `then` with the result on the I/O thread. If the
-    /// thread is gone, `then` is dropped uncalled.
+    /// Writes durably, then calls `then` with the result on the I/O thread. If the thread is
+    /// gone, `then` is dropped uncalled.
     pub fn write_then(
         &self,
-        commit: Commit,
+        writing: Writing,
         then: impl FnOnce(Result<(), DeviceError>) + Send + 'static,
     ) {
-        let _ = self.jobs.send(Job::Write { commit, then: Box::new(then) });
+        let _ = self.jobs.send(Job::Write { writing, then: Box::new(then) });
     }
 
-    /// Writes `commit` durably.
-    pub fn write(&self, commit: Commit) -> impl Future<Output = Result<(), DeviceError>> {
+    /// Writes durably.
+    pub fn write(&self, writing: Writing) -> impl Future<Output = Result<(), DeviceError>> {
         let (done, result) = oneshot::channel();
-        self.write_then(commit, move |written| drop(done.send(written)));
+        self.write_then(writing, move |written| drop(done.send(written)));
         self.outcome(result)
     }
 
-    /// Reads the first `len` bytes of the device: the whole image.
-    pub fn read_image(&self, len: u64) -> impl Future<Output = Result<Vec<u8>, DeviceError>> {
+    /// Loads the image of a log of `count` regions as a resume does.
+    pub fn load(
+        &self,
+        count: RegionCount,
+        sync: SyncMode,
+    ) -> impl Future<Output = Result<Loaded, DeviceError>> {
         let (done, result) = oneshot::channel();
-        let then = Box::new(move |read| drop(done.send(read)));
-        let _ = self.jobs.send(Job::Read { len, then });
+        let then = Box::new(move |loaded| drop(done.send(loaded)));
+        let _ = self.jobs.send(Job::Load { count, sync, then });
         self.outcome(result)
     }
 
@@ -89,8 +113,14 @@ impl Flusher {
 fn serve(device: &LogDevice, queue: mpsc::Receiver<Job>) {
     for job in queue {
         match job {
-            Job::Read { len, then } => then(guarded(device, || device.read_image(len))),
-            Job::Write { commit, then } => then(guarded(device, || device.write(&commit))),
+            Job::Load { count, sync, then } => then(guarded(device, || device.load(count, sync))),
+            Job::Write { writing: Writing::Blocks(commit), then } => {
+                then(guarded(device, || device.write(&commit)))
+            }
+            Job::Write { writing: Writing::Whole { layout, unclean }, then } => {
+                let unclean: Vec<&RoaringBitmap> = unclean.iter().collect();
+                then(guarded(device, || device.write_whole(&layout, &unclean)))
+            }
         }
     }
 }

@@ -32,6 +32,7 @@ mod fnv;
 mod log_actor;
 mod registry;
 mod reply_to;
+mod services;
 mod socket_actor;
 mod status;
 

@@ -11,13 +11,10 @@
 //! is journaled before the reply that makes the kernel rely on it, and a CTR by which the
 //! kernel reconnects takes the shadow back.
 
-use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use roaring::RoaringBitmap;
 use tokio::sync::oneshot;
 
 use crate::flusher::Flusher;
@@ -25,14 +22,17 @@ use crate::metrics::Metrics;
 use crate::region::{LogArgs, LogKind, RegionLog};
 use crate::registry::Registry;
 use crate::reply_to::ReplyTo;
-use crate::shadow::Shadow;
+use crate::services::Services;
+use crate::shadow::{Shadow, StateDir};
 use crate::status::LogStatus;
-use crate::store::format::{self, image_size};
-use crate::store::{DeviceError, Layout, LogDevice};
+use crate::store::{DeviceClaims, DeviceError, LogDevice};
 use crate::transport::{Peer, ReplySink};
 use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request, RequestHeader};
 
+mod disk;
 mod shadowing;
+
+use disk::{DiskLog, Waiter};
 
 /// A decoded request for this log.
 #[derive(Message)]
@@ -55,74 +55,6 @@ pub struct Shutdown(pub oneshot::Sender<()>);
 #[rtype(result = "()")]
 pub struct Retire;
 
-/// Someone waiting for a commit to be durable.
-enum Waiter {
-    Kernel(ReplyTo),
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// What a commit's I/O thread needs to answer its waiters once the commit is durable.
-struct Answerer {
-    sink: ReplySink,
-    metrics: Arc<Metrics>,
-    key: LogKey,
-}
-
-impl Answerer {
-    fn durable(&self, waiter: Waiter) {
-        match waiter {
-            Waiter::Kernel(to) => {
-                to.send(&self.sink, &self.metrics, &self.key, &Ok(ReplyPayload::Empty));
-            }
-            Waiter::Shutdown(done) => drop(done.send(())),
-        }
-    }
-}
-
-/// What the I/O thread hands back when a commit is over: how long it took and, if it
-/// failed, why and who still waits for an answer.
-struct Committed {
-    took: Duration,
-    failed: Option<(DeviceError, Vec<Waiter>)>,
-}
-
-/// The health letter of a disk log's status line (dm-log.c: A, D, F).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Health {
-    Alive,
-    /// A read or write of the log device failed.
-    Failed,
-    /// Making a write durable failed.
-    FlushFailed,
-}
-
-impl Health {
-    fn letter(self) -> char {
-        match self {
-            Health::Alive => 'A',
-            Health::Failed => 'D',
-            Health::FlushFailed => 'F',
-        }
-    }
-}
-
-/// A disk log's device side.
-struct DiskLog {
-    flusher: Flusher,
-    layout: Layout,
-    status_name: String,
-    health: Health,
-    /// The regions of the commit being written (its waiters went with it).
-    in_flight: Option<RoaringBitmap>,
-    /// Who waits for the next commit.
-    queued: Vec<Waiter>,
-    /// How long the last commits took, newest last, for the status report.
-    commit_times: VecDeque<Duration>,
-}
-
-/// How many commit times the status report's percentiles are taken over.
-const COMMIT_TIMES_KEPT: usize = 512;
-
 pub struct LogActor {
     key: LogKey,
     generation: u64,
@@ -132,9 +64,10 @@ pub struct LogActor {
     ctr: String,
     region: RegionLog,
     disk: Option<DiskLog>,
-    /// The log's state kept for the next daemon, if there is a state directory and writing
-    /// it has not failed.
+    /// The log's state kept for the next daemon, if there is a state directory.
     shadow: Option<Shadow>,
+    /// The last write of the shadow failed (said once, until one succeeds).
+    shadow_failing: bool,
     /// A reconnect's CTR took the shadow back: the next RESUME keeps its sync state, and its
     /// recovering set (the kernel may be copying those regions right now).
     restored: bool,
@@ -145,20 +78,20 @@ pub struct LogActor {
     sink: ReplySink,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    claims: Arc<DeviceClaims>,
 }
 
 impl LogActor {
-    pub fn new(
+    pub(crate) fn new(
         key: LogKey,
         args: LogArgs,
         generation: u64,
-        state_dir: Option<&Path>,
-        sink: ReplySink,
-        registry: Arc<Registry>,
-        metrics: Arc<Metrics>,
+        state_dir: Option<&Arc<StateDir>>,
+        services: Services,
     ) -> LogActor {
+        let Services { sink, registry, metrics, claims } = services;
         let mut region = RegionLog::new(&args);
-        let shadow = state_dir.map(|dir| Shadow::new(dir, &key));
+        let shadow = state_dir.map(|dir| Shadow::new(dir.clone(), &key));
         region.report_changes(shadow.is_some());
         LogActor {
             key,
@@ -168,19 +101,25 @@ impl LogActor {
             region,
             disk: None,
             shadow,
+            shadow_failing: false,
             restored: false,
             closing: false,
             last_error: None,
             sink,
             registry,
             metrics,
+            claims,
         }
     }
 
     fn respond(&mut self, to: &ReplyTo, reply: Reply) {
-        if let Some(error) = to.send(&self.sink, &self.metrics, &self.key, &reply) {
-            self.last_error = Some(error);
-        }
+        self.respond_ok(to, reply);
+    }
+
+    /// Sends `reply`; false if what went out was a refusal.
+    fn respond_ok(&mut self, to: &ReplyTo, reply: Reply) -> bool {
+        let sent = to.send(&self.sink, &self.metrics, &self.key, &reply);
+        sent.map_err(|error| self.last_error = Some(error)).is_ok()
     }
 
     fn release(&mut self, waiter: Waiter, reply: Reply) {
@@ -190,177 +129,46 @@ impl LogActor {
         }
     }
 
-    /// CTR: a core log is ready at once; a disk log first opens its device.
+    /// CTR: a core log is ready at once; a disk log first opens its device. A CTR answered
+    /// with an error leaves nothing behind: the kernel sends no DTR for it.
     fn construct(&mut self, to: ReplyTo, reconnect: bool, ctx: &mut Context<Self>) {
         self.take_back_shadow(reconnect);
         let LogKind::Disk { device } = &self.args.kind else {
-            tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, args = %self.args, "log created");
-            return self.respond(&to, Ok(ReplyPayload::Empty));
+            return self.constructed(&to, Ok(ReplyPayload::Empty), ctx);
         };
         let (name, count) = (device.clone(), self.args.region_count());
+        let (claims, uuid) = (self.claims.clone(), self.key.uuid.clone());
         let open = tokio::task::spawn_blocking(move || {
-            let device = LogDevice::open(&name)?;
-            device.check_size(image_size(count, device.block_size()))?;
-            Flusher::start(Arc::new(device))
+            let (device, claim) = LogDevice::open_for_log(&name, count, &claims, &uuid)?;
+            Ok((Flusher::start(Arc::new(device))?, claim))
         });
         ctx.wait(open.into_actor(self).map(move |opened, act, ctx| {
             let opened = opened.unwrap_or_else(|_| {
                 Err(DeviceError::NotADevice { name: "(open task panicked)".into() })
             });
             match opened {
-                Ok(flusher) => {
-                    let device = flusher.device();
-                    let name = device.name().to_owned();
-                    act.disk = Some(DiskLog {
-                        layout: Layout {
-                            count,
-                            block_size: device.block_size(),
-                            header_block: format::load(&[], count, act.args.sync).header_block,
-                        },
-                        status_name: device.status_name(),
-                        flusher,
-                        health: Health::Alive,
-                        in_flight: None,
-                        queued: Vec::new(),
-                        commit_times: VecDeque::new(),
-                    });
-                    tracing::info!(uuid = %act.key.uuid, luid = act.key.luid, args = %act.args, "log created");
+                Ok((flusher, claim)) => {
+                    let name = flusher.device().name().to_owned();
+                    act.disk = Some(DiskLog::new(flusher, claim, count, act.args.sync));
                     // The kernel holds the named device as a dependency of the table.
-                    act.respond(&to, Ok(ReplyPayload::DeviceName(name)));
+                    act.constructed(&to, Ok(ReplyPayload::DeviceName(name)), ctx);
                 }
                 Err(error) => {
                     tracing::warn!(uuid = %act.key.uuid, luid = act.key.luid, %error, "log not created");
-                    act.respond(&to, Err(error.errno()));
-                    ctx.stop();
+                    act.constructed(&to, Err(error.errno()), ctx);
                 }
             }
         }));
     }
 
-    /// RESUME of a disk log: load the image as `disk_resume` does and write it back whole.
-    fn resume_disk(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {
-        let Some(disk) = &self.disk else { return };
-        let read = disk.flusher.read_image(image_size(disk.layout.count, disk.layout.block_size));
-        ctx.wait(read.into_actor(self).map(move |read, act, ctx| {
-            let uuid = act.key.uuid.clone();
-            let Some(disk) = act.disk.as_mut() else { return };
-            let image = match read {
-                Ok(image) => image,
-                Err(error) => {
-                    tracing::error!(%uuid, luid = act.key.luid, %error, "log device unreadable; every region will be resynced");
-                    disk.health = Health::Failed;
-                    Vec::new()
-                }
-            };
-            let loaded = format::load(&image, disk.layout.count, act.args.sync);
-            if loaded.incompatible {
-                tracing::error!(%uuid, luid = act.key.luid, "incompatible disk log version; every region will be resynced");
-                disk.health = Health::Failed;
-            }
-            disk.layout.header_block = loaded.header_block;
-            if std::mem::take(&mut act.restored) {
-                act.region.resume_restored();
-            } else {
-                act.region.resume_with(loaded.dirty);
-                act.region.forget_recovering();
-            }
-            act.save_shadow();
-            let Some(disk) = act.disk.as_mut() else { return };
-            tracing::info!(%uuid, luid = act.key.luid, dirty = act.region.dirty_count(), in_sync = act.region.sync_count(), "log resumed");
-            let write = disk.flusher.write(disk.layout.render_all(&act.region.unclean()));
-            ctx.wait(write.into_actor(act).map(move |written, act, _| {
-                let reply = act.commit_result(written);
-                act.respond(&to, reply);
-            }));
-        }));
-    }
-
-    /// Queues a waiter for the next commit, and starts one if none is in flight.
-    fn commit(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
-        let Some(disk) = self.disk.as_mut() else {
-            self.release(waiter, Ok(ReplyPayload::Empty));
-            return self.stop_if_closing(ctx);
-        };
-        disk.queued.push(waiter);
-        if disk.in_flight.is_none() {
-            self.start_commit(ctx);
+    /// Answers the CTR; a log whose CTR went out as a refusal stops, taking its device,
+    /// thread and claim with it.
+    fn constructed(&mut self, to: &ReplyTo, reply: Reply, ctx: &mut Context<Self>) {
+        if self.respond_ok(to, reply) {
+            tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, args = %self.args, "log created");
+        } else {
+            ctx.stop();
         }
-    }
-
-    fn start_commit(&mut self, ctx: &mut Context<Self>) {
-        let Some(disk) = self.disk.as_mut() else { return };
-        let waiters = std::mem::take(&mut disk.queued);
-        let touched = self.region.take_touched();
-        if touched.is_empty() {
-            // Nothing changed since the last durable commit.
-            for waiter in waiters {
-                self.release(waiter, Ok(ReplyPayload::Empty));
-            }
-            return self.stop_if_closing(ctx);
-        }
-        let commit = disk.layout.render_touched(&touched, &self.region.unclean());
-        let started = Instant::now();
-        disk.in_flight = Some(touched);
-        let answerer = Answerer {
-            sink: self.sink.clone(),
-            metrics: self.metrics.clone(),
-            key: self.key.clone(),
-        };
-        let (done, committed) = oneshot::channel();
-        disk.flusher.write_then(commit, move |written| {
-            let took = started.elapsed();
-            // Counted first, so that whoever has a reply finds its commit counted.
-            answerer.metrics.committed(took);
-            let failed = match written {
-                Ok(()) => {
-                    waiters.into_iter().for_each(|waiter| answerer.durable(waiter));
-                    None
-                }
-                Err(error) => Some((error, waiters)),
-            };
-            let _ = done.send(Committed { took, failed });
-        });
-        ctx.spawn(committed.into_actor(self).map(|committed, act, ctx| {
-            // The I/O thread ends only with this actor's Flusher, so it always answers.
-            if let Ok(committed) = committed {
-                act.commit_done(committed, ctx);
-            }
-        }));
-    }
-
-    fn commit_done(&mut self, Committed { took, failed }: Committed, ctx: &mut Context<Self>) {
-        let Some(disk) = self.disk.as_mut() else { return };
-        let Some(touched) = disk.in_flight.take() else { return };
-        if disk.commit_times.len() == COMMIT_TIMES_KEPT {
-            disk.commit_times.pop_front();
-        }
-        disk.commit_times.push_back(took);
-        if let Some((error, waiters)) = failed {
-            self.region.restore_touched(touched);
-            let reply = self.commit_result(Err(error));
-            for waiter in waiters {
-                self.release(waiter, reply.clone());
-            }
-        }
-        match self.disk.as_ref() {
-            Some(disk) if !disk.queued.is_empty() => self.start_commit(ctx),
-            _ => self.stop_if_closing(ctx),
-        }
-    }
-
-    /// Records a device failure in the log's health and turns it into the reply.
-    fn commit_result(&mut self, result: Result<(), DeviceError>) -> Reply {
-        let Err(error) = result else { return Ok(ReplyPayload::Empty) };
-        if let Some(disk) = self.disk.as_mut() {
-            disk.health = match error {
-                DeviceError::Flush { .. } => Health::FlushFailed,
-                _ => Health::Failed,
-            };
-        }
-        tracing::error!(uuid = %self.key.uuid, luid = self.key.luid, %error, "log device failed");
-        self.last_error = Some(error.to_string());
-        // Whatever the cause, the kernel's disk log reports a failed log write as EIO.
-        Err(Errno::EIO)
     }
 
     fn stop_if_closing(&mut self, ctx: &mut Context<Self>) {

@@ -102,6 +102,7 @@ pub struct Metrics {
     durations: [Histogram; REQUEST_SLOTS],
     commits: Histogram,
     unreadable: AtomicU64,
+    shadow_failures: AtomicU64,
 }
 
 /// One request type's counters, as read at one moment.
@@ -125,6 +126,7 @@ impl Default for Metrics {
             durations: std::array::from_fn(|_| Histogram::new()),
             commits: Histogram::new(),
             unreadable: zero(),
+            shadow_failures: zero(),
         }
     }
 }
@@ -148,6 +150,11 @@ impl Metrics {
     /// A datagram arrived without a request header that could be read.
     pub(crate) fn unreadable(&self) {
         self.unreadable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writing a log's shadow failed; the log writes it afresh at its next change.
+    pub(crate) fn shadow_failed(&self) {
+        self.shadow_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A disk log's commit became durable (or failed) after `took`.
@@ -181,6 +188,11 @@ impl Metrics {
     /// Datagrams that had no readable request header.
     pub fn unreadable_datagrams(&self) -> u64 {
         self.unreadable.load(Ordering::Relaxed)
+    }
+
+    /// Failed writes of a shadow (state_dir full, out of file descriptors, ...).
+    pub fn shadow_write_failures(&self) -> u64 {
+        self.shadow_failures.load(Ordering::Relaxed)
     }
 }
 

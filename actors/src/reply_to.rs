@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::transport::{Peer, ReplySink};
-use crate::wire::reply::reply_capacity;
+use crate::wire::reply::{fitted, reply_capacity};
 use crate::wire::{LogKey, Reply, Request, RequestHeader};
 
 pub(crate) struct ReplyTo {
@@ -24,7 +24,8 @@ impl ReplyTo {
         ReplyTo { header, peer, capacity, received }
     }
 
-    /// Counts and sends `reply`; a refusal is traced, and returned as text for the log's
+    /// Counts and sends `reply`. A refusal, whether the log's or one the reply became (a
+    /// payload the kernel has no room for), is traced and returned as text for the log's
     /// status.
     pub fn send(
         &self,
@@ -32,16 +33,17 @@ impl ReplyTo {
         metrics: &Metrics,
         key: &LogKey,
         reply: &Reply,
-    ) -> Option<String> {
+    ) -> Result<(), String> {
+        let sent = fitted(reply, self.capacity).map(drop);
         // Counted first, so that whoever has the reply finds it counted.
-        metrics.answered(self.header.kind(), reply.as_ref().err().copied(), self.received);
+        metrics.answered(self.header.kind(), sent.err(), self.received);
         sink.reply(&self.peer, &self.header, self.capacity, reply);
-        let Err(errno) = reply else { return None };
+        let Err(errno) = sent else { return Ok(()) };
         tracing::warn!(
             uuid = %key.uuid, luid = key.luid, request = ?self.header.kind(), %errno,
             "request refused"
         );
         let request = self.header.kind().map_or("request", |k| k.name());
-        Some(format!("{request}: {errno}"))
+        Err(format!("{request}: {errno}"))
     }
 }

@@ -14,10 +14,11 @@ use actix::prelude::*;
 
 use crate::cluster::{ClusterLogActor, Quorum};
 use crate::log_actor::{LogActor, LogRequest, Retire, Shutdown};
-use crate::metrics::Metrics;
 use crate::region::LogArgs;
-use crate::registry::{LogHandle, Registry};
-use crate::transport::{Datagram, Frame, Incoming, Peer, ReplySink};
+use crate::registry::LogHandle;
+use crate::services::Services;
+use crate::shadow::StateDir;
+use crate::transport::{Datagram, Frame, Incoming, Peer};
 use crate::wire::reply::reply_capacity;
 use crate::wire::{Errno, Request, RequestHeader};
 use crate::EngineConfig;
@@ -30,9 +31,11 @@ pub struct SocketActor {
     config: EngineConfig,
     /// The node's quorum, when clustered logs are served through corosync.
     quorum: Option<Quorum>,
-    registry: Arc<Registry>,
-    metrics: Arc<Metrics>,
-    sink: ReplySink,
+    /// What every log actor it starts is handed (the sink, the registry, the counters, the
+    /// log-device claims).
+    services: Services,
+    /// Where single-host logs keep their shadows, once checked.
+    state_dir: Option<Arc<StateDir>>,
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
     incoming: Option<Incoming>,
@@ -44,19 +47,17 @@ pub struct SocketActor {
 impl SocketActor {
     pub fn new(
         config: EngineConfig,
-        registry: Arc<Registry>,
-        metrics: Arc<Metrics>,
+        state_dir: Option<Arc<StateDir>>,
+        services: Services,
         incoming: Incoming,
-        sink: ReplySink,
         workers: Vec<ArbiterHandle>,
         stopped: tokio::sync::oneshot::Sender<()>,
     ) -> SocketActor {
         SocketActor {
             quorum: config.corosync.then(Quorum::watch),
             config,
-            registry,
-            metrics,
-            sink,
+            services,
+            state_dir,
             workers,
             next_worker: 0,
             incoming: Some(incoming),
@@ -69,15 +70,15 @@ impl SocketActor {
         let Frame { header, request } = match frame {
             Ok(frame) => frame,
             Err(error) => {
-                self.metrics.unreadable();
+                self.services.metrics.unreadable();
                 tracing::warn!(%error, "datagram without a readable request");
                 if let Some(seq) = error.ack_seq() {
-                    self.sink.ack(&peer, seq, Some(Errno::EAGAIN));
+                    self.services.sink.ack(&peer, seq, Some(Errno::EAGAIN));
                 }
                 return;
             }
         };
-        self.metrics.received(header.kind());
+        self.services.metrics.received(header.kind());
         let request = match request {
             Ok(request) => request,
             Err(error) => return self.refuse(&peer, &header, received, error.errno(), &error),
@@ -92,8 +93,8 @@ impl SocketActor {
                 let request = LogRequest { header, request, peer, received };
                 let unrouted = match request.request {
                     // A DTR is the log's last request: it is routed no more.
-                    Request::Dtr => self.registry.send_last(&key, request),
-                    _ => self.registry.send(&key, request),
+                    Request::Dtr => self.services.registry.send_last(&key, request),
+                    _ => self.services.registry.send(&key, request),
                 };
                 if let Err(unrouted) = unrouted {
                     let LogRequest { header, request, peer, received } = *unrouted;
@@ -114,39 +115,22 @@ impl SocketActor {
             _ => None,
         };
         let key = ctr.header.key();
-        let generation = self.registry.next_generation();
-        let (sink, registry, metrics) =
-            (self.sink.clone(), self.registry.clone(), self.metrics.clone());
+        let generation = self.services.registry.next_generation();
+        let services = self.services.clone();
         let worker = self.workers.get(self.next_worker % self.workers.len().max(1)).cloned();
         self.next_worker = self.next_worker.wrapping_add(1);
         let log = match quorum {
             Some(quorum) => {
-                let actor = ClusterLogActor::new(
-                    key.clone(),
-                    args,
-                    generation,
-                    quorum,
-                    sink,
-                    registry,
-                    metrics,
-                );
+                let actor = ClusterLogActor::new(key.clone(), args, generation, quorum, services);
                 LogHandle::of(&start_on(worker, actor))
             }
             None => {
-                let state_dir = self.config.state_dir.as_deref();
-                let actor = LogActor::new(
-                    key.clone(),
-                    args,
-                    generation,
-                    state_dir,
-                    sink,
-                    registry,
-                    metrics,
-                );
+                let state_dir = self.state_dir.as_ref();
+                let actor = LogActor::new(key.clone(), args, generation, state_dir, services);
                 LogHandle::of(&start_on(worker, actor))
             }
         };
-        if let Some(old) = self.registry.insert(key, log.clone(), generation) {
+        if let Some(old) = self.services.registry.insert(key, log.clone(), generation) {
             old.retire.do_send(Retire);
         }
         log.request.do_send(ctr);
@@ -171,8 +155,8 @@ impl SocketActor {
             errno = %Errno::ESRCH, "no such log: the kernel will replay CTR and RESUME"
         );
         let room = reply_capacity(request, header.version).min(STATUS_ROOM);
-        self.metrics.answered(header.kind(), Some(Errno::ESRCH), received);
-        self.sink.refuse_keeping_room(peer, header, Errno::ESRCH, room);
+        self.services.metrics.answered(header.kind(), Some(Errno::ESRCH), received);
+        self.services.sink.refuse_keeping_room(peer, header, Errno::ESRCH, room);
     }
 
     fn refuse(
@@ -186,9 +170,9 @@ impl SocketActor {
         tracing::warn!(
             uuid = %header.uuid, luid = header.luid, request = ?header.kind(), %errno, "{why}"
         );
-        self.metrics.answered(header.kind(), Some(errno), received);
+        self.services.metrics.answered(header.kind(), Some(errno), received);
         // An error reply carries no payload, so no capacity applies.
-        self.sink.reply(peer, header, 0, &Err(errno));
+        self.services.sink.reply(peer, header, 0, &Err(errno));
     }
 }
 
@@ -243,6 +227,7 @@ impl Handler<Drain> for SocketActor {
             ctx.cancel_future(receiving);
         }
         let done: Vec<_> = self
+            .services
             .registry
             .drain()
             .into_iter()

@@ -102,7 +102,7 @@ proptest! {
         let mut log = RegionLog::new(&args);
         let layout = Layout { count, block_size, header_block: format::load(&[], count, SyncMode::Default).header_block };
         log.resume_with(RoaringBitmap::new());
-        let (_file, device) = temp_device(image_size(count, block_size));
+        let (file, device) = temp_device(image_size(count, block_size));
         device.write(&layout.render_all(&log.unclean())).unwrap();
         for region in &marks {
             log.mark(std::iter::once(RegionIndex(*region))).unwrap();
@@ -112,7 +112,7 @@ proptest! {
         }
         // Only the touched blocks are written, yet the whole image must read right.
         device.write(&layout.render_touched(&log.take_touched(), &log.unclean())).unwrap();
-        let image = device.read_image(image_size(count, block_size)).unwrap();
+        let image = std::fs::read(file.path()).unwrap();
         let (clean, failed) = kernel_resume(&image, count.0, SyncMode::Default);
         prop_assert!(!failed);
         prop_assert_eq!(clean, clean_of(&unclean_union(&log), count.0));
@@ -133,7 +133,7 @@ fn one_region_of_a_million_writes_one_block() {
     let loaded = format::load(&[], count, SyncMode::Default);
     log.resume_with(RoaringBitmap::new());
     let layout = Layout { count, block_size: 512, header_block: loaded.header_block };
-    let (_file, device) = temp_device(image_size(count, 512));
+    let (file, device) = temp_device(image_size(count, 512));
     device.write(&layout.render_all(&log.unclean())).unwrap();
     let before = device.bytes_written();
     log.mark(std::iter::once(RegionIndex(777_777))).unwrap();
@@ -147,7 +147,7 @@ fn one_region_of_a_million_writes_one_block() {
     );
     // The kernel's disk log rewrites the whole image for the same change.
     assert_eq!(image_size(count, 512), 126_464);
-    let image = device.read_image(image_size(count, 512)).unwrap();
+    let image = std::fs::read(file.path()).unwrap();
     let (clean, _) = kernel_resume(&image, count.0, SyncMode::Default);
     assert_eq!(clean.iter().filter(|c| !**c).count(), 1);
     assert!(!clean[777_777]);
@@ -187,18 +187,18 @@ fn a_region_out_of_sync_stays_unclean_on_disk_until_set_in_sync() {
     let loaded = format::load(&[], count, SyncMode::Default);
     log.resume_with(RoaringBitmap::new());
     let layout = Layout { count, block_size: 512, header_block: loaded.header_block };
-    let (_file, device) = temp_device(image_size(count, 512));
+    let (file, device) = temp_device(image_size(count, 512));
     let region = RegionIndex(5);
     log.set_region_sync(region, false).unwrap();
     log.mark(std::iter::once(region)).unwrap();
     log.clear(std::iter::once(region)).unwrap();
     device.write(&layout.render_all(&log.unclean())).unwrap();
-    let image = device.read_image(image_size(count, 512)).unwrap();
+    let image = std::fs::read(file.path()).unwrap();
     assert!(!kernel_resume(&image, count.0, SyncMode::Default).0[5]);
     assert!(!log.is_clean(region).unwrap());
     log.set_region_sync(region, true).unwrap();
     device.write(&layout.render_touched(&log.take_touched(), &log.unclean())).unwrap();
-    let image = device.read_image(image_size(count, 512)).unwrap();
+    let image = std::fs::read(file.path()).unwrap();
     assert!(kernel_resume(&image, count.0, SyncMode::Default).0[5]);
     assert!(log.is_clean(region).unwrap());
 }

@@ -1,6 +1,7 @@
 //! The real dm-ulogd binary on a unix socket, and what tests need around it.
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -19,15 +20,23 @@ pub struct Daemon {
     pub dir: PathBuf,
     pub socket: PathBuf,
     extra_args: Vec<String>,
+    /// The hard and soft limit of open files it runs under, if not the test's own.
+    open_files: Option<u64>,
 }
 
 impl Daemon {
     pub fn start(dir: &Path, extra_args: &[&str]) -> Daemon {
+        Daemon::start_limited(dir, extra_args, None)
+    }
+
+    /// As [`Daemon::start`], under a limit of `open_files` descriptors.
+    pub fn start_limited(dir: &Path, extra_args: &[&str], open_files: Option<u64>) -> Daemon {
         let mut daemon = Daemon {
             child: None,
             dir: dir.to_owned(),
             socket: dir.join("dm-ulogd.sock"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            open_files,
         };
         daemon.restart();
         daemon
@@ -41,19 +50,34 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("dm-ulogd.log"))
             .unwrap();
-        // An empty configuration file of the test's own: the host's /etc plays no part.
-        let config = self.dir.join("dm-ulogd.toml");
-        std::fs::write(&config, "").unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"))
+        // A configuration file of the test's own: the host's /etc plays no part.
+        let config = self.config();
+        if !config.exists() {
+            std::fs::write(&config, "log_level = \"debug\"\n").unwrap();
+        }
+        // The test's own state_dir, unless it gave one.
+        let own_state_dir = ["--state-dir".to_owned(), self.state_dir().display().to_string()];
+        let given = self.extra_args.iter().any(|a| a == "--state-dir");
+        let state_dir = if given { &[][..] } else { &own_state_dir[..] };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"));
+        if let Some(limit) = self.open_files {
+            let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            // SAFETY: setrlimit(2) is async-signal-safe, as pre_exec requires.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let child = command
             .arg("--config")
             .arg(&config)
             .arg("--transport")
             .arg(format!("unix:{}", self.socket.display()))
-            .args(["--log-level", "debug"])
             .arg("--control-socket")
             .arg(self.dir.join("control.sock"))
-            .arg("--state-dir")
-            .arg(self.state_dir())
+            .args(state_dir)
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -73,13 +97,51 @@ impl Daemon {
         }
     }
 
+    /// The daemon's own configuration file: the log level (debug) unless a test writes it.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("dm-ulogd.toml")
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits for the daemon to exit on its own.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.take().expect("running").wait().unwrap()
+    }
+
+    /// `dm-ulogd status --json` against this daemon: every log it serves.
+    pub fn status(&self) -> Vec<serde_json::Value> {
+        let output = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"))
+            .arg("status")
+            .arg("--json")
+            .arg("--control-socket")
+            .arg(self.dir.join("control.sock"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
-    /// Where this daemon keeps the logs' shadows (never /run in a test).
+    /// Where this daemon keeps the logs' shadows (never /run in a test): its own `state`,
+    /// unless the test gave `--state-dir`.
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
+        let given = self.extra_args.iter().position(|a| a == "--state-dir");
+        match given.and_then(|i| self.extra_args.get(i + 1)) {
+            Some(path) => PathBuf::from(path),
+            None => self.dir.join("state"),
+        }
     }
 
     /// kill -9.
@@ -147,11 +209,44 @@ pub fn clean_on_disk(path: &Path, region: u64) -> bool {
     image[1024 + (region / 8) as usize] & (1 << (region % 8)) != 0
 }
 
+/// A tmpfs of 64 KiB, unmounted (lazily) on drop.
+pub struct SmallFs(pub PathBuf);
+
+impl SmallFs {
+    pub fn mount(at: &Path) -> SmallFs {
+        std::fs::create_dir_all(at).unwrap();
+        let status =
+            Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(at).status();
+        assert!(status.is_ok_and(|s| s.success()), "mounting a tmpfs needs root");
+        SmallFs(at.to_owned())
+    }
+
+    /// Fills the file system up, so that the next block it must allocate fails with ENOSPC.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
+        while filler.write_all(&[0xAA; 4096]).is_ok() {}
+    }
+
+    /// Gives back what [`SmallFs::fill`] took.
+    pub fn free(&self) {
+        std::fs::remove_file(self.0.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// A client that sends hand-made datagrams.
 pub struct Raw {
     socket: UnixDatagram,
     daemon: PathBuf,
     seq: u32,
+    /// The luid of the requests it makes.
+    pub luid: u64,
 }
 
 /// A reply as the kernel reads it.
@@ -164,15 +259,24 @@ pub struct Seen {
 
 impl Raw {
     pub fn new(dir: &Path, daemon: &Path) -> Raw {
-        let path = dir.join("raw.sock");
-        Raw { socket: UnixDatagram::bind(path).unwrap(), daemon: daemon.to_owned(), seq: 1000 }
+        Raw::bound(&dir.join("raw.sock"), daemon)
+    }
+
+    /// A client on its own socket at `path`.
+    pub fn bound(path: &Path, daemon: &Path) -> Raw {
+        Raw {
+            socket: UnixDatagram::bind(path).unwrap(),
+            daemon: daemon.to_owned(),
+            seq: 1000,
+            luid: 77,
+        }
     }
 
     /// A well-formed request datagram for `uuid`.
     pub fn frame(&mut self, uuid: &str, request: &Request) -> (u32, Vec<u8>) {
         self.seq += 1;
         let header = RequestHeader {
-            luid: 77,
+            luid: self.luid,
             uuid: Uuid::new(uuid).unwrap(),
             version: 3,
             seq: self.seq,
@@ -217,4 +321,39 @@ impl Raw {
         self.send(datagram).await;
         self.recv().await
     }
+}
+
+/// The body of one scrape of the daemon's metrics endpoint (started with
+/// `--metrics-listen 0`), once its line says where it listens.
+pub fn scrape(daemon: &Daemon) -> String {
+    use std::io::{Read, Write};
+    let address = loop {
+        let output = daemon.output();
+        let line = output.lines().find(|l| l.contains("metrics endpoint listening"));
+        if let Some(line) = line {
+            let address = line.split("address=").nth(1).expect("the line names the address");
+            break address.trim().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").expect("a response head").1.to_owned()
+}
+
+/// The value of the sample named `name` (without labels) in a scrape.
+pub fn sample(scrape: &str, name: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Sends `line` on the control socket at `path` and returns the whole answer.
+pub fn control(path: &Path, line: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    stream.write_all(line.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }

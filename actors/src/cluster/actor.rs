@@ -31,7 +31,9 @@ use crate::metrics::Metrics;
 use crate::region::LogArgs;
 use crate::registry::Registry;
 use crate::reply_to::ReplyTo;
+use crate::services::Services;
 use crate::status::{ClusterStatus, LogStatus};
+use crate::store::DeviceClaims;
 use crate::transport::ReplySink;
 use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request};
 use disk::Disk;
@@ -74,6 +76,7 @@ pub struct ClusterLogActor {
     sink: ReplySink,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    claims: Arc<DeviceClaims>,
     /// What the state starts from should this member be the group's first: from CTR until
     /// the replica is made, which keeps it from then on ([`Replica::fresh`]).
     fresh: RoaringBitmap,
@@ -96,15 +99,14 @@ pub struct ClusterLogActor {
 }
 
 impl ClusterLogActor {
-    pub fn new(
+    pub(crate) fn new(
         key: LogKey,
         args: LogArgs,
         generation: u64,
         quorum: Quorum,
-        sink: ReplySink,
-        registry: Arc<Registry>,
-        metrics: Arc<Metrics>,
+        services: Services,
     ) -> ClusterLogActor {
+        let Services { sink, registry, metrics, claims } = services;
         ClusterLogActor {
             key,
             generation,
@@ -113,6 +115,7 @@ impl ClusterLogActor {
             sink,
             registry,
             metrics,
+            claims,
             fresh: RoaringBitmap::new(),
             replica: None,
             group: None,
@@ -130,19 +133,23 @@ impl ClusterLogActor {
 
     /// The CPG group of this log: one per uuid, the same on every host.
     fn group_name(&self) -> String {
-        let uuid = self.key.uuid.to_string();
-        let name = format!("dm-ulogd/{uuid}");
+        let uuid = self.key.uuid.as_bytes();
+        let name = format!("dm-ulogd/{}", String::from_utf8_lossy(uuid));
         if name.len() < 128 {
             return name;
         }
-        let hash = fnv1a(uuid.as_bytes());
+        let hash = fnv1a(uuid);
         format!("dm-ulogd/#{hash:016x}")
     }
 
     fn respond(&mut self, to: &ReplyTo, reply: Reply) {
-        if let Some(error) = to.send(&self.sink, &self.metrics, &self.key, &reply) {
-            self.last_error = Some(error);
-        }
+        self.respond_ok(to, reply);
+    }
+
+    /// Sends `reply`; false if what went out was a refusal.
+    fn respond_ok(&mut self, to: &ReplyTo, reply: Reply) -> bool {
+        let sent = to.send(&self.sink, &self.metrics, &self.key, &reply);
+        sent.map_err(|error| self.last_error = Some(error)).is_ok()
     }
 
     /// Joins the log's group, if this member belongs there and can.

@@ -324,7 +324,7 @@ mod tests {
         g.leave(B);
         let states = g.states();
         assert!(states.windows(2).all(|w| w[0] == w[1]));
-        assert_eq!(states[0].is_clean(3), Ok(true));
+        assert_eq!(states[0].is_clean(3), Ok(false), "unmarked, but out of sync");
         assert_eq!(states[0].in_sync(3), Ok(false), "B's mark is resynced");
     }
 

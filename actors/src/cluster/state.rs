@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
-use crate::region::LogArgs;
+use crate::region::{self, LogArgs};
 use crate::units::{RegionCount, RegionIndex};
 use crate::wire::{Errno, Reply, ReplyPayload};
 
@@ -167,10 +167,12 @@ impl ClusterState {
         self.sync_search.remove(&member);
     }
 
-    /// IS_CLEAN: no member holds a mark on the region.
+    /// IS_CLEAN: no member holds a mark on the region, and it is in sync (the one rule,
+    /// [`region::is_clean`]).
     pub fn is_clean(&self, region: u64) -> Result<bool, Errno> {
         let region = self.check(region)?;
-        Ok(!self.marks.values().any(|marks| marks.contains(region)))
+        let marked = self.marks.values().any(|marks| marks.contains(region));
+        Ok(region::is_clean(marked, !self.out_of_sync.contains(region)))
     }
 
     /// IN_SYNC.
@@ -300,6 +302,15 @@ mod tests {
     }
 
     #[test]
+    fn a_region_out_of_sync_is_never_clean() {
+        let mut s = log(" nosync");
+        s.apply(A, &Op::SetRegionSync { region: 3, in_sync: false }).unwrap();
+        assert_eq!(s.apply(B, &Op::IsClean(3)), Ok(ReplyPayload::Flag(false)));
+        s.apply(A, &Op::SetRegionSync { region: 3, in_sync: true }).unwrap();
+        assert_eq!(s.apply(B, &Op::IsClean(3)), Ok(ReplyPayload::Flag(true)));
+    }
+
+    #[test]
     fn a_lost_member_leaves_its_marks_out_of_sync_and_its_recovery_free() {
         let mut s = log(" nosync");
         s.apply(A, &Op::Mark(vec![2, 7])).unwrap();
@@ -316,7 +327,7 @@ mod tests {
         s.member_left(A);
         assert_eq!(s.in_sync(2), Ok(false));
         assert_eq!(s.in_sync(7), Ok(false));
-        assert_eq!(s.is_clean(2), Ok(true));
+        assert_eq!(s.is_clean(2), Ok(false), "out of sync, so not clean, though unmarked");
         assert_eq!(s.is_clean(7), Ok(false), "B's own mark stays");
         // A's recovery of 5 is handed out again. 7 goes to B too: B's own mark does not stop
         // it, as B's kernel quiesces its own writes to a region before recovering it.

@@ -1,6 +1,7 @@
 //! The log actor's side of the [`Shadow`](crate::shadow::Shadow): taken back at a
 //! reconnect's CTR, rewritten at RESUME, appended to before each reply that changes what it
-//! keeps, removed at DTR, and given up (removed) when it cannot be kept current.
+//! keeps, and removed at DTR. A write that fails removes it (the shadow sees to that), and
+//! the next change writes it afresh; the failure is counted, and said once until then.
 
 use crate::shadow::Owner;
 
@@ -49,9 +50,8 @@ impl LogActor {
     pub(super) fn save_shadow(&mut self) {
         self.region.take_changes();
         let Some(shadow) = &mut self.shadow else { return };
-        if let Err(error) = shadow.save(Owner { key: &self.key, ctr: &self.ctr }, &self.region) {
-            self.lose_shadow(error);
-        }
+        let saved = shadow.save(Owner { key: &self.key, ctr: &self.ctr }, &self.region);
+        self.shadow_written(saved);
     }
 
     /// Journals what the last request changed, before its reply goes out.
@@ -62,9 +62,8 @@ impl LogActor {
             return;
         }
         let owner = Owner { key: &self.key, ctr: &self.ctr };
-        if let Err(error) = shadow.append(owner, &self.region, &changes) {
-            self.lose_shadow(error);
-        }
+        let appended = shadow.append(owner, &self.region, &changes);
+        self.shadow_written(appended);
     }
 
     /// DTR: the kernel forgets this log, so must the next daemon.
@@ -72,21 +71,31 @@ impl LogActor {
         let Some(mut shadow) = self.shadow.take() else { return };
         self.region.report_changes(false);
         if let Err(error) = shadow.discard() {
-            let path = shadow.path().display();
+            let path = shadow.path().display().to_string();
             tracing::warn!(uuid = %self.key.uuid, luid = self.key.luid, %path, %error, "shadow not removed");
         }
     }
 
-    /// A shadow that cannot be kept current must not be found by the next daemon.
-    fn lose_shadow(&mut self, error: std::io::Error) {
-        let Some(mut shadow) = self.shadow.take() else { return };
-        self.region.report_changes(false);
-        let removed = shadow.discard();
-        tracing::error!(
-            uuid = %self.key.uuid, luid = self.key.luid, path = %shadow.path().display(), %error,
-            removed = removed.is_ok(),
-            "shadow not written: after a daemon crash this log will start from its own state"
-        );
-        self.last_error = Some(format!("shadow: {error}"));
+    /// Counts a failed write and says the first of a run; says when the shadow is back.
+    fn shadow_written(&mut self, written: std::io::Result<()>) {
+        let path = || self.shadow.as_ref().map(|s| s.path().display().to_string());
+        match written {
+            Ok(()) if std::mem::take(&mut self.shadow_failing) => tracing::info!(
+                uuid = %self.key.uuid, luid = self.key.luid, path = path(),
+                "shadow written afresh"
+            ),
+            Ok(()) => {}
+            Err(error) => {
+                self.metrics.shadow_failed();
+                if !std::mem::replace(&mut self.shadow_failing, true) {
+                    tracing::error!(
+                        uuid = %self.key.uuid, luid = self.key.luid, path = path(), %error,
+                        "shadow not written: it is written afresh at the log's next change; \
+                         a daemon crash before then leaves this log to start from its own state"
+                    );
+                    self.last_error = Some(format!("shadow: {error}"));
+                }
+            }
+        }
     }
 }

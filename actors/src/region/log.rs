@@ -181,9 +181,13 @@ impl RegionLog {
     }
 
     /// RESUME of a disk log right after a reconnect, its state restored from the shadow: the
-    /// kernel kept running, so the shadow's sets stand. A region dirty on the device and not
-    /// in the shadow had its CLEAR answered; the kernel will not clear it again.
-    pub fn resume_restored(&mut self) {
+    /// kernel kept running, so the shadow's sync state stands. But a shadow never makes the
+    /// log cleaner than its device: a region dirty on `device` stays dirty, even one whose
+    /// CLEAR was answered (and which the kernel will not clear again) until the next real
+    /// resume resyncs it. A lost clear costs one region's resync; trusting a wrong shadow
+    /// could cost data.
+    pub fn resume_restored(&mut self, device: &RoaringBitmap) {
+        self.dirty |= device;
         self.sync_search = 0;
         if let Some(touched) = &mut self.touched {
             touched.clear();
@@ -193,7 +197,7 @@ impl RegionLog {
     /// IS_CLEAN: neither dirty nor out of sync (finding C, in the module header).
     pub fn is_clean(&self, region: RegionIndex) -> Result<bool, LogError> {
         let region = self.check(region)?;
-        Ok(!self.dirty.contains(region) && !self.out_of_sync.contains(region))
+        Ok(super::is_clean(self.dirty.contains(region), !self.out_of_sync.contains(region)))
     }
 
     /// IN_SYNC.
@@ -311,13 +315,6 @@ impl RegionLog {
     /// Hands over the regions whose clean bit changed since the last call.
     pub fn take_touched(&mut self) -> RoaringBitmap {
         self.touched.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    /// Gives back regions taken for a commit that failed: the next commit writes them.
-    pub fn restore_touched(&mut self, failed: RoaringBitmap) {
-        if let Some(touched) = &mut self.touched {
-            *touched |= failed;
-        }
     }
 
     fn touch(&mut self, region: u32) {

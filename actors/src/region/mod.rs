@@ -13,3 +13,10 @@ pub use args::{ArgsError, LogArgs, LogKind, SyncMode};
 pub use change::Change;
 pub use error::LogError;
 pub use log::{RegionLog, ShadowSets};
+
+/// The one rule of cleanliness, for every log type, single-host or clustered: a region is
+/// clean when nobody holds a mark on it and it is in sync. A region out of sync is never
+/// clean, so that no resume or reboot takes it for in sync ([`RegionLog`]'s header, finding C).
+pub fn is_clean(marked: bool, in_sync: bool) -> bool {
+    !marked && in_sync
+}

@@ -15,17 +15,23 @@
 //! is rewritten as one snapshot at every RESUME and when the journal outgrows the snapshot.
 //! On a CTR that the kernel sends to reconnect (its string ends with a NUL) the log takes the
 //! shadow back if the uuid, luid and CTR string match. DTR removes it; a SIGTERM does not,
-//! since the kernel still holds the mirrors.
+//! since the kernel still holds the mirrors. A write that fails (state_dir full, no
+//! descriptor left) removes the file, so that no stale shadow is ever taken back, and the
+//! next change writes it afresh. The directory is checked and used as [`dir`] says.
 
+pub mod dir;
 pub mod format;
 
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::fnv::fnv1a;
 use crate::region::{Change, RegionLog};
 use crate::wire::LogKey;
+use dir::{c_path, OpenSlot};
+pub use dir::{StateDir, StateDirError};
 pub use format::{Owner, Replayed, Unusable};
 
 /// The journal is compacted once it is this much larger than its snapshot, and never below
@@ -46,57 +52,92 @@ pub enum LoadError {
 /// One log's shadow file.
 #[derive(Debug)]
 pub struct Shadow {
-    path: PathBuf,
-    /// The file as last written, kept open so that a journal record costs one write(2), not
-    /// an open, a write and a close; `None` before the first snapshot.
-    file: Option<std::fs::File>,
+    dir: Arc<StateDir>,
+    name: CString,
+    /// The name a new snapshot is written under before it is renamed over `name`.
+    aside: CString,
+    journal: Journal,
     /// Bytes in the file since its snapshot was written.
     written: u64,
     /// The size past which the next append compacts.
     compact_at: u64,
 }
 
+/// Where the next journal record goes.
+#[derive(Debug)]
+enum Journal {
+    /// No file (none yet, or removed after a failed write): the next change writes a snapshot.
+    Missing,
+    /// The file, kept open so that a record costs one write(2).
+    Open(std::fs::File, OpenSlot),
+    /// The file, opened for each record: the descriptor budget is spent on other logs.
+    Closed,
+}
+
 impl Shadow {
     /// The shadow of `key` in `dir`. The file is named after the luid and a hash of the uuid
     /// (a uuid may hold any byte and be 128 long); the snapshot holds both in full.
-    pub fn new(dir: &Path, key: &LogKey) -> Shadow {
-        let name = format!("{:016x}-{:016x}.shadow", key.luid, fnv1a(key.uuid.as_bytes()));
-        Shadow { path: dir.join(name), file: None, written: 0, compact_at: MIN_COMPACT_BYTES }
+    pub fn new(dir: Arc<StateDir>, key: &LogKey) -> Shadow {
+        let stem = format!("{:016x}-{:016x}", key.luid, fnv1a(key.uuid.as_bytes()));
+        let name = |ext: &str| c_path(format!("{stem}.{ext}").as_bytes()).expect("no NUL");
+        Shadow {
+            dir,
+            name: name("shadow"),
+            aside: name("new"),
+            journal: Journal::Missing,
+            written: 0,
+            compact_at: MIN_COMPACT_BYTES,
+        }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the file is, for messages.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join(self.name.to_string_lossy().as_ref())
     }
 
     /// What the shadow holds for `owner`; `Ok(None)` when there is none.
     pub fn load(&self, owner: Owner<'_>, region_count: u32) -> Result<Option<Replayed>, LoadError> {
-        let path = self.path.display().to_string();
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
+        let path = self.path().display().to_string();
+        let mut bytes = Vec::new();
+        match self.dir.open_read(&self.name).and_then(|mut f| f.read_to_end(&mut bytes)) {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(LoadError::Io { path, source }),
-        };
+        }
         format::replay(&bytes, owner, region_count)
             .map(Some)
             .map_err(|why| LoadError::Unusable { path, why })
     }
 
     /// Writes the log's whole kept state as a new file (written aside, then renamed over).
+    /// On failure the file is removed: a stale shadow must not be found by the next daemon.
     pub fn save(&mut self, owner: Owner<'_>, log: &RegionLog) -> io::Result<()> {
+        self.write_snapshot(owner, log).inspect_err(|_| self.remove_after_failure())
+    }
+
+    fn write_snapshot(&mut self, owner: Owner<'_>, log: &RegionLog) -> io::Result<()> {
         let bytes = format::snapshot(owner, &log.shadow_sets());
-        let aside = self.path.with_extension("new");
-        let mut file = create(&aside)?;
+        // The open journal's descriptor goes first: it may be the one the new file needs.
+        let slot = match std::mem::replace(&mut self.journal, Journal::Missing) {
+            Journal::Open(_, slot) => Some(slot),
+            _ => self.dir.open_slot(),
+        };
+        self.dir.remove(&self.aside)?;
+        let mut file = self.dir.create_new(&self.aside)?;
         file.write_all(&bytes)?;
-        std::fs::rename(&aside, &self.path)?;
+        self.dir.rename(&self.aside, &self.name)?;
         // The open file follows the rename: later records land in the file now in place.
-        self.file = Some(file);
+        self.journal = match slot {
+            Some(slot) => Journal::Open(file, slot),
+            None => Journal::Closed,
+        };
         self.written = bytes.len() as u64;
         self.compact_at = MIN_COMPACT_BYTES.max(COMPACT_FACTOR * bytes.len() as u64);
         Ok(())
     }
 
-    /// Journals `changes`; starts a new file instead when there is none yet or the journal
-    /// has grown past its bound.
+    /// Journals `changes`; starts a new file instead when there is none or the journal has
+    /// grown past its bound. On failure the file is removed, as [`Shadow::save`] says.
     pub fn append(
         &mut self,
         owner: Owner<'_>,
@@ -104,35 +145,45 @@ impl Shadow {
         changes: &[Change],
     ) -> io::Result<()> {
         let records = format::changes(changes);
-        match &mut self.file {
-            Some(file) if self.written + (records.len() as u64) <= self.compact_at => {
-                file.write_all(&records)?;
+        if matches!(self.journal, Journal::Missing)
+            || self.written + records.len() as u64 > self.compact_at
+        {
+            return self.save(owner, log);
+        }
+        let appended = match &mut self.journal {
+            Journal::Open(file, _) => file.write_all(&records),
+            _ => self.dir.open_append(&self.name).and_then(|mut file| file.write_all(&records)),
+        };
+        match appended {
+            Ok(()) => {
                 self.written += records.len() as u64;
                 Ok(())
             }
-            _ => self.save(owner, log),
+            Err(error) => {
+                self.remove_after_failure();
+                Err(error)
+            }
         }
+    }
+
+    /// Whether the next change writes the whole file afresh (none yet, or the last write
+    /// failed).
+    pub fn is_missing(&self) -> bool {
+        matches!(self.journal, Journal::Missing)
     }
 
     /// Removes the file: DTR, or a new table that must not inherit a stale one.
     pub fn discard(&mut self) -> io::Result<()> {
-        self.file = None;
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        self.journal = Journal::Missing;
+        self.dir.remove(&self.name)
     }
-}
 
-/// Creates a file afresh; root only, like the rest of /run/dm-ulogd.
-fn create(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+    fn remove_after_failure(&mut self) {
+        // Whatever is left of it is not current; if even removing fails, the uuid, luid and
+        // CTR string still keep it from any other log, and a real RESUME rewrites it.
+        let _ = self.discard();
+        let _ = self.dir.remove(&self.aside);
+    }
 }
 
 #[cfg(test)]

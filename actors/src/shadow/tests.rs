@@ -1,6 +1,8 @@
 //! The shadow file: round trips through snapshot and journal, and every way a file found at
 //! a reconnect can be wrong.
 
+use std::sync::Arc;
+
 use roaring::RoaringBitmap;
 
 use super::*;
@@ -27,10 +29,15 @@ fn owner(key: &LogKey) -> Owner<'_> {
     Owner { key, ctr: CTR }
 }
 
+/// `dir/state`, checked and open, keeping up to `budget` journals open.
+fn state_dir(dir: &std::path::Path, budget: usize) -> Arc<StateDir> {
+    Arc::new(StateDir::open(&dir.join("state"), budget).unwrap())
+}
+
 /// The shadow of a fresh [`log`] of luid 7 in `dir`, saved.
 fn saved_shadow(dir: &std::path::Path) -> (LogKey, Shadow, RegionLog) {
     let key = key(7);
-    let mut shadow = Shadow::new(dir, &key);
+    let mut shadow = Shadow::new(state_dir(dir, 4), &key);
     let log = log();
     shadow.save(owner(&key), &log).unwrap();
     (key, shadow, log)
@@ -121,7 +128,7 @@ fn a_shadow_of_another_table_or_log_is_not_used() {
 fn no_file_is_no_shadow_and_discard_removes_it() {
     let dir = tempfile::tempdir().unwrap();
     let key = key(7);
-    let mut shadow = Shadow::new(dir.path(), &key);
+    let mut shadow = Shadow::new(state_dir(dir.path(), 4), &key);
     assert!(shadow.load(owner(&key), 64).unwrap().is_none());
     shadow.save(owner(&key), &log()).unwrap();
     shadow.discard().unwrap();
@@ -156,4 +163,45 @@ fn a_core_log_keeps_no_dirty_set() {
         log.shadow_sets(),
         ShadowSets { out_of_sync: (0..64).collect(), ..Default::default() }
     );
+}
+
+#[test]
+fn a_journal_past_the_open_budget_is_opened_for_each_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_dir(dir.path(), 1);
+    let (first, second) = (key(1), key(2));
+    let (mut kept, mut reopened) =
+        (Shadow::new(state.clone(), &first), Shadow::new(state, &second));
+    let (mut log_a, mut log_b) = (log(), log());
+    kept.save(owner(&first), &log_a).unwrap();
+    reopened.save(owner(&second), &log_b).unwrap();
+    assert!(matches!(kept.journal, Journal::Open(..)));
+    assert!(matches!(reopened.journal, Journal::Closed), "the budget of one is spent");
+    for (shadow, key, log) in
+        [(&mut kept, &first, &mut log_a), (&mut reopened, &second, &mut log_b)]
+    {
+        log.set_region_sync(RegionIndex(5), false).unwrap();
+        journal(shadow, key, log);
+        let replayed = shadow.load(owner(key), 64).unwrap().unwrap();
+        assert_eq!(replayed.sets, log.shadow_sets());
+    }
+}
+
+#[test]
+fn a_failed_write_removes_the_file_and_the_next_change_writes_it_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, mut shadow, mut log) = saved_shadow(dir.path());
+    // The aside name taken by a directory: the next snapshot cannot be created.
+    std::fs::create_dir(dir.path().join("state").join(shadow.aside.to_str().unwrap())).unwrap();
+    log.set_region_sync(RegionIndex(3), false).unwrap();
+    shadow.compact_at = 0; // this change compacts, so it writes a snapshot
+    let changes = log.take_changes();
+    assert!(shadow.append(owner(&key), &log, &changes).is_err());
+    assert!(!shadow.path().exists(), "no stale shadow is left behind");
+    assert!(shadow.is_missing());
+    std::fs::remove_dir(dir.path().join("state").join(shadow.aside.to_str().unwrap())).unwrap();
+    log.set_region_sync(RegionIndex(4), false).unwrap();
+    journal(&mut shadow, &key, &mut log);
+    let replayed = shadow.load(owner(&key), 64).unwrap().expect("written afresh");
+    assert_eq!(replayed.sets, log.shadow_sets());
 }

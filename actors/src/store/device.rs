@@ -10,11 +10,22 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::format::Commit;
-use crate::wire::Errno;
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use super::claims::{Claim, DeviceClaims, DeviceIdentity};
+use super::format::{image_size, Commit, Layout, Loaded, Loader, BITMAP_OFFSET};
+use crate::region::SyncMode;
+use crate::units::RegionCount;
+use crate::wire::{Errno, Uuid};
 
 /// The logical block size of a regular file standing in for a device: a 512-byte-sector disk.
 pub const FILE_BLOCK_SIZE: u32 = 512;
+
+/// How much of a whole image is read, or rendered and written, at a time: a resume of 2^32
+/// regions (a 512 MiB image) then holds no more than this of it.
+const PIECE: u64 = 1 << 20;
 
 /// Why a log device could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +40,8 @@ pub enum DeviceError {
     Io { name: String, source: io::Error },
     #[error("log device {name}: flush failed: {source}")]
     Flush { name: String, source: io::Error },
+    #[error("log device {name} is the log of another mirror already (uuid {holder})")]
+    Busy { name: String, holder: String },
 }
 
 impl DeviceError {
@@ -39,6 +52,7 @@ impl DeviceError {
             | DeviceError::Flush { source, .. } => Errno::from_io(source),
             DeviceError::NotADevice { .. } => Errno::ENODEV,
             DeviceError::TooSmall { .. } => Errno::EINVAL,
+            DeviceError::Busy { .. } => Errno(libc::EBUSY),
         }
     }
 }
@@ -53,6 +67,7 @@ pub struct LogDevice {
     size: u64,
     /// `major:minor` of a block device; `None` for a regular file.
     dev_id: Option<(u32, u32)>,
+    identity: DeviceIdentity,
     bytes_written: AtomicU64,
 }
 
@@ -70,6 +85,11 @@ impl LogDevice {
             .map_err(open_error)?;
         let meta = file.metadata().map_err(open_error)?;
         let io_error = |source| DeviceError::Io { name: name.into(), source };
+        let identity = if meta.file_type().is_block_device() {
+            DeviceIdentity::Block { rdev: meta.rdev() }
+        } else {
+            DeviceIdentity::File { dev: meta.dev(), ino: meta.ino() }
+        };
         let (block_size, size, dev_id) = if meta.file_type().is_block_device() {
             let rdev = meta.rdev();
             let id = (libc::major(rdev), libc::minor(rdev));
@@ -89,8 +109,25 @@ impl LogDevice {
             block_size,
             size,
             dev_id,
+            identity,
             bytes_written: AtomicU64::new(0),
         })
+    }
+
+    /// Opens the log device of a log of `count` regions, checks that it holds the image,
+    /// and claims it for the log's `uuid`: what CTR does for every disk log type.
+    pub fn open_for_log(
+        name: &str,
+        count: RegionCount,
+        claims: &Arc<DeviceClaims>,
+        uuid: &Uuid,
+    ) -> Result<(LogDevice, Claim), DeviceError> {
+        let device = LogDevice::open(name)?;
+        device.check_size(image_size(count, device.block_size()))?;
+        let claim = claims
+            .claim(device.identity, uuid)
+            .map_err(|holder| DeviceError::Busy { name: name.into(), holder })?;
+        Ok((device, claim))
     }
 
     pub fn name(&self) -> &str {
@@ -118,27 +155,60 @@ impl LogDevice {
         Ok(())
     }
 
-    /// Reads the first `len` bytes: the whole image.
-    pub fn read_image(&self, len: u64) -> Result<Vec<u8>, DeviceError> {
-        let mut image = vec![0u8; len as usize];
-        self.file
-            .read_exact_at(&mut image, 0)
-            .map_err(|source| DeviceError::Io { name: self.name.clone(), source })?;
-        Ok(image)
+    /// Reads the image of a log of `count` regions a piece at a time, as `disk_resume` does.
+    pub fn load(&self, count: RegionCount, sync: SyncMode) -> Result<Loaded, DeviceError> {
+        let io_error = |source| DeviceError::Io { name: self.name.clone(), source };
+        let len = image_size(count, self.block_size);
+        let mut header = [0u8; BITMAP_OFFSET];
+        self.file.read_exact_at(&mut header, 0).map_err(io_error)?;
+        let mut loader = Loader::new(&header, count, sync);
+        let mut piece = vec![0u8; PIECE as usize];
+        let mut at = BITMAP_OFFSET as u64;
+        while at < len {
+            let piece = &mut piece[..(len - at).min(PIECE) as usize];
+            self.file.read_exact_at(piece, at).map_err(io_error)?;
+            loader.bitmap(at - BITMAP_OFFSET as u64, piece);
+            at += piece.len() as u64;
+        }
+        Ok(loader.finish())
+    }
+
+    /// Writes the whole image of `layout`, rendered a piece at a time, and makes it durable.
+    pub fn write_whole(
+        &self,
+        layout: &Layout,
+        unclean: &[&RoaringBitmap],
+    ) -> Result<(), DeviceError> {
+        let blocks_per_piece = (PIECE / u64::from(layout.block_size)).max(1);
+        let mut first = 0;
+        while first < layout.blocks() {
+            let end = (first + blocks_per_piece).min(layout.blocks());
+            self.write_blocks(&layout.render(first..end, unclean))?;
+            first = end;
+        }
+        self.sync()
     }
 
     /// Writes the commit's blocks and makes them durable before returning.
     pub fn write(&self, commit: &Commit) -> Result<(), DeviceError> {
+        self.write_blocks(commit)?;
+        self.sync()
+    }
+
+    fn write_blocks(&self, commit: &Commit) -> Result<(), DeviceError> {
         let io_error = |source| DeviceError::Io { name: self.name.clone(), source };
         for (first_block, bytes) in &commit.runs {
             let offset = first_block * u64::from(commit.block_size);
             self.file.write_all_at(bytes, offset).map_err(io_error)?;
         }
-        self.file
-            .sync_data()
-            .map_err(|source| DeviceError::Flush { name: self.name.clone(), source })?;
         self.bytes_written.fetch_add(commit.bytes(), Ordering::Relaxed);
         Ok(())
+    }
+
+    fn sync(&self) -> Result<(), DeviceError> {
+        self.file
+            .sync_data()
+            .map_err(|source| DeviceError::Flush { name: self.name.clone(), source })
     }
 
     /// Bytes written by commits so far.

@@ -45,39 +45,73 @@ pub struct Loaded {
 /// Reads an image as `disk_resume` does. `image` may be shorter than the full image (a
 /// failed read gives an empty one): missing bytes read as a header-less log.
 pub fn load(image: &[u8], count: RegionCount, sync: SyncMode) -> Loaded {
-    let le32 = |at: usize| image.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
-    let le64 = |at: usize| image.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
-    let mut header_block = Box::new([0u8; BITMAP_OFFSET]);
-    let kept = image.len().min(BITMAP_OFFSET);
-    header_block[..kept].copy_from_slice(&image[..kept]);
+    let mut loader = Loader::new(&image[..image.len().min(BITMAP_OFFSET)], count, sync);
+    loader.bitmap(0, image.get(BITMAP_OFFSET..).unwrap_or(&[]));
+    loader.finish()
+}
 
-    let magic_ok = le32(0) == Some(MIRROR_MAGIC);
-    let version = le32(4).unwrap_or(0);
-    let incompatible = magic_ok && sync == SyncMode::Default && !matches!(version, 1 | 2);
-    // sync/nosync, a foreign magic or a version we cannot read: a new header, no regions known.
-    let stored_regions = if sync != SyncMode::Default || !magic_ok || incompatible {
-        0
-    } else {
-        le64(8).unwrap_or(0)
-    };
+/// [`load`], a piece at a time: the header, then the bitmap in pieces of whole bytes, so
+/// that a large image (512 MiB for 2^32 regions) is never held whole.
+pub struct Loader {
+    count: RegionCount,
+    sync: SyncMode,
+    header_block: Box<[u8; BITMAP_OFFSET]>,
+    incompatible: bool,
+    /// Regions whose state the header says the bitmap holds.
+    known: u32,
+    clean: RoaringBitmap,
+}
 
-    let count32 = u32::try_from(count.0).expect("region counts fit u32");
-    let known = u32::try_from(stored_regions.min(count.0)).expect("bounded by count");
-    let bitmap = image.get(BITMAP_OFFSET..).unwrap_or(&[]);
-    let known_bytes = bitmap.len().min((known as usize).div_ceil(8));
-    let mut clean = RoaringBitmap::from_lsb0_bytes(0, &bitmap[..known_bytes]);
-    clean.remove_range(known..);
-    let mut dirty = RoaringBitmap::new();
-    dirty.insert_range(0..known);
-    dirty -= clean;
-    // Regions the header did not cover (a grown log, a new header): dirty unless nosync.
-    if sync != SyncMode::NoSync {
-        dirty.insert_range(known..count32);
+impl Loader {
+    /// Starts from the image's first bytes (up to [`BITMAP_OFFSET`]; fewer read as missing).
+    pub fn new(header: &[u8], count: RegionCount, sync: SyncMode) -> Loader {
+        let le32 =
+            |at: usize| header.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+        let le64 =
+            |at: usize| header.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+        let mut header_block = Box::new([0u8; BITMAP_OFFSET]);
+        let kept = header.len().min(BITMAP_OFFSET);
+        header_block[..kept].copy_from_slice(&header[..kept]);
+        let magic_ok = le32(0) == Some(MIRROR_MAGIC);
+        let version = le32(4).unwrap_or(0);
+        let incompatible = magic_ok && sync == SyncMode::Default && !matches!(version, 1 | 2);
+        // sync/nosync, a foreign magic or a version we cannot read: a new header, no regions known.
+        let stored_regions = if sync != SyncMode::Default || !magic_ok || incompatible {
+            0
+        } else {
+            le64(8).unwrap_or(0)
+        };
+        let known = u32::try_from(stored_regions.min(count.0)).expect("region counts fit u32");
+        Loader { count, sync, header_block, incompatible, known, clean: RoaringBitmap::new() }
     }
-    dirty.optimize();
 
-    write_header(&mut header_block, count);
-    Loaded { dirty, header_block, incompatible }
+    /// Takes the bitmap's bytes from byte `offset` of the bitmap on; bits past the regions the
+    /// header covers are ignored.
+    pub fn bitmap(&mut self, offset: u64, bytes: &[u8]) {
+        let known_bytes = u64::from(self.known).div_ceil(8);
+        let Some(wanted) = known_bytes.checked_sub(offset).filter(|w| *w > 0) else { return };
+        let bytes = &bytes[..bytes.len().min(wanted as usize)];
+        let first = u32::try_from(offset * 8).expect("within the known regions");
+        let mut piece = RoaringBitmap::from_lsb0_bytes(first, bytes);
+        piece.remove_range(self.known..);
+        self.clean |= piece;
+    }
+
+    /// What the image said.
+    pub fn finish(self) -> Loaded {
+        let count32 = u32::try_from(self.count.0).expect("region counts fit u32");
+        let mut dirty = RoaringBitmap::new();
+        dirty.insert_range(0..self.known);
+        dirty -= self.clean;
+        // Regions the header did not cover (a grown log, a new header): dirty unless nosync.
+        if self.sync != SyncMode::NoSync {
+            dirty.insert_range(self.known..count32);
+        }
+        dirty.optimize();
+        let mut header_block = self.header_block;
+        write_header(&mut header_block, self.count);
+        Loaded { dirty, header_block, incompatible: self.incompatible }
+    }
 }
 
 fn write_header(block: &mut [u8; BITMAP_OFFSET], count: RegionCount) {
@@ -140,30 +174,72 @@ impl Layout {
         commit
     }
 
-    fn render(&self, blocks: std::ops::Range<u64>, unclean: &[&RoaringBitmap]) -> Commit {
+    /// The bytes of `blocks`: the header where they cover it, then the bitmap, all clean but
+    /// for the regions in `unclean`. Whole stretches of 65,536 regions that a set holds all
+    /// or none of are one fill, so a resume of a log all in sync or all to resync costs one
+    /// step per stretch, not per region.
+    pub fn render(&self, blocks: std::ops::Range<u64>, unclean: &[&RoaringBitmap]) -> Commit {
         let bs = u64::from(self.block_size);
         let (start, end) = (blocks.start * bs, blocks.end * bs);
         let mut bytes = vec![0u8; (end - start) as usize];
-        // The header block's bytes, where this run covers them.
-        for (offset, byte) in (start..end.min(BITMAP_OFFSET as u64)).zip(bytes.iter_mut()) {
-            *byte = self.header_block[offset as usize];
+        let header_end = end.min(BITMAP_OFFSET as u64);
+        if start < header_end {
+            let header = &self.header_block[start as usize..header_end as usize];
+            bytes[..header.len()].copy_from_slice(header);
         }
-        // Bitmap bytes: start all clean, then clear the bits of the unclean regions.
+        // Bitmap bits `first_bit..end_bit`; `first_bit` starts a byte (`start` is whole blocks).
         let first_bit = start.max(BITMAP_OFFSET as u64) * 8 - BITMAP_OFFSET as u64 * 8;
         let end_bit = (end * 8).saturating_sub(BITMAP_OFFSET as u64 * 8).min(self.count.0);
-        let at = |bit: u64| (BITMAP_OFFSET as u64 + bit / 8 - start) as usize;
-        for byte_start in (first_bit..end_bit).step_by(8) {
-            let bits = (end_bit - byte_start).min(8);
-            bytes[at(byte_start)] = (0xFFu16 >> (8 - bits)) as u8;
-        }
         if first_bit < end_bit {
-            let regions =
-                unclean.iter().flat_map(|set| set.range(first_bit as u32..end_bit as u32));
-            for region in regions {
-                let bit = u64::from(region);
-                bytes[at(bit)] &= !(1 << (bit % 8));
+            let offset = (BITMAP_OFFSET as u64 + first_bit / 8 - start) as usize;
+            let bitmap = &mut bytes[offset..];
+            set_bits(bitmap, 0..end_bit - first_bit, true);
+            for set in unclean {
+                clear_regions(bitmap, first_bit, end_bit, set);
             }
         }
         Commit { block_size: self.block_size, runs: vec![(blocks.start, bytes)] }
+    }
+}
+
+/// Sets or clears `bits` of `bitmap` (bit i is byte i / 8, bit i % 8), a byte at a time where
+/// the range covers whole bytes.
+fn set_bits(bitmap: &mut [u8], bits: std::ops::Range<u64>, value: bool) {
+    let whole = bits.start.next_multiple_of(8)..bits.end - bits.end % 8;
+    if whole.start >= whole.end {
+        return set_bit_by_bit(bitmap, bits, value);
+    }
+    set_bit_by_bit(bitmap, bits.start..whole.start, value);
+    bitmap[(whole.start / 8) as usize..(whole.end / 8) as usize].fill(if value { 0xFF } else { 0 });
+    set_bit_by_bit(bitmap, whole.end..bits.end, value);
+}
+
+fn set_bit_by_bit(bitmap: &mut [u8], bits: std::ops::Range<u64>, value: bool) {
+    for bit in bits {
+        let byte = &mut bitmap[(bit / 8) as usize];
+        let mask = 1 << (bit % 8);
+        *byte = if value { *byte | mask } else { *byte & !mask };
+    }
+}
+
+/// Clears the bits of the regions of `set` within `first..end`, in a bitmap whose bit 0 is
+/// region `first`: a container's stretch that `set` holds whole is one fill.
+fn clear_regions(bitmap: &mut [u8], first: u64, end: u64, set: &RoaringBitmap) {
+    let mut window = first;
+    while window < end {
+        let next = ((window >> 16) + 1).checked_shl(16).unwrap_or(u64::MAX).min(end);
+        // `end` is at most 2^32 - 1 (a u32 region count), so both fit.
+        let regions = window as u32..next as u32;
+        match set.range_cardinality(regions.clone()) {
+            0 => {}
+            held if held == next - window => set_bits(bitmap, window - first..next - first, false),
+            _ => {
+                for region in set.range(regions) {
+                    let bit = u64::from(region) - first;
+                    bitmap[(bit / 8) as usize] &= !(1 << (bit % 8));
+                }
+            }
+        }
+        window = next;
     }
 }

@@ -1,8 +1,6 @@
 //! An in-process transport: the host program holds a [`ChannelClient`] and exchanges the
 //! same datagrams with the engine that a kernel would, without a socket.
 
-use std::sync::Arc;
-
 use tokio::sync::mpsc;
 
 use super::{Incoming, ReplySink, SinkKind, Source, Transport};
@@ -36,7 +34,7 @@ pub fn channel_pair() -> (Transport, ChannelClient) {
     let (reply_tx, reply_rx) = mpsc::unbounded_channel();
     let transport = Transport {
         incoming: Incoming::new(Source::Channel(request_rx)),
-        replies: ReplySink(Arc::new(SinkKind::Channel(reply_tx))),
+        replies: ReplySink::new(SinkKind::Channel(reply_tx), Default::default()),
     };
     (transport, ChannelClient { requests: request_tx, replies: reply_rx })
 }

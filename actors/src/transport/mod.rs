@@ -16,6 +16,7 @@ mod unix;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -124,17 +125,33 @@ impl Stream for Incoming {
     }
 }
 
-/// Sends replies. Cloned into every log actor; sending never blocks the caller.
+/// Sends replies. Cloned into every log actor; sending never blocks the caller: a reply
+/// that cannot go (a peer that stopped reading) is dropped and counted, and the peer resends
+/// the request after its timeout, as the kernel does.
 #[derive(Clone)]
-pub struct ReplySink(Arc<SinkKind>);
+pub struct ReplySink(Arc<Sink>);
+
+struct Sink {
+    kind: SinkKind,
+    unsent: Arc<AtomicU64>,
+}
 
 enum SinkKind {
     Netlink(Arc<netlink::Socket>),
-    Unix(std::os::unix::net::UnixDatagram),
+    Unix(unix::Sender),
     Channel(tokio::sync::mpsc::UnboundedSender<Vec<u8>>),
 }
 
 impl ReplySink {
+    fn new(kind: SinkKind, unsent: Arc<AtomicU64>) -> ReplySink {
+        ReplySink(Arc::new(Sink { kind, unsent }))
+    }
+
+    /// Replies that could not be sent.
+    pub fn unsent(&self) -> u64 {
+        self.0.unsent.load(Ordering::Relaxed)
+    }
+
     /// Answers a request: `capacity` is what the kernel accepts for it.
     pub fn reply(&self, peer: &Peer, header: &RequestHeader, capacity: usize, reply: &Reply) {
         let mut frame = [0u8; MAX_REPLY_FRAME];
@@ -163,16 +180,25 @@ impl ReplySink {
     }
 
     fn send(&self, peer: &Peer, frame: &[u8]) {
-        let result = match (&*self.0, peer) {
+        let result = match (&self.0.kind, peer) {
             (SinkKind::Netlink(socket), Peer::Kernel) => netlink::send(socket, frame),
-            (SinkKind::Unix(socket), Peer::Unix(path)) => unix::send(socket, path, frame),
+            (SinkKind::Unix(sender), Peer::Unix(path)) => sender.send(path, frame),
             (SinkKind::Channel(tx), Peer::Channel) => {
                 tx.send(frame.to_vec()).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
             }
             _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "peer of another transport")),
         };
         if let Err(error) = result {
-            tracing::warn!(?peer, %error, "reply not sent; the kernel will resend the request");
+            not_sent(&self.0.unsent, peer, &error);
         }
+    }
+}
+
+/// Counts a reply that did not go. A peer that stopped reading loses every reply: said for
+/// the first and then for every thousandth, counted always.
+fn not_sent(unsent: &AtomicU64, peer: &Peer, error: &io::Error) {
+    let unsent = unsent.fetch_add(1, Ordering::Relaxed) + 1;
+    if error.kind() != io::ErrorKind::WouldBlock || unsent % 1000 == 1 {
+        tracing::warn!(?peer, %error, unsent, "reply not sent; the peer will resend the request");
     }
 }

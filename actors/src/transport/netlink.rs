@@ -29,7 +29,7 @@ pub(super) fn open() -> io::Result<Transport> {
     let socket = Arc::new(socket);
     Ok(Transport {
         incoming: Incoming::new(Source::Netlink(socket.clone(), Batch::new())),
-        replies: ReplySink(Arc::new(SinkKind::Netlink(socket))),
+        replies: ReplySink::new(SinkKind::Netlink(socket), Default::default()),
     })
 }
 

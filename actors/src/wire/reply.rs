@@ -135,15 +135,22 @@ pub fn reply_capacity(request: &Request, version: u32) -> usize {
     }
 }
 
+/// The reply as it goes out for a request whose reply buffer holds `capacity` bytes. A
+/// device name that the kernel has no room for is left out (a reconnect's CTR passes none);
+/// any other payload over the capacity becomes `-ENOSPC`, as the kernel would make it.
+pub fn fitted(reply: &Reply, capacity: usize) -> Result<&ReplyPayload, Errno> {
+    match reply {
+        Ok(ReplyPayload::DeviceName(_)) if capacity == 0 => Ok(&ReplyPayload::Empty),
+        Ok(payload) if payload.wire_len() > capacity.min(MAX_REPLY_PAYLOAD) => Err(Errno::ENOSPC),
+        Ok(payload) => Ok(payload),
+        Err(errno) => Err(*errno),
+    }
+}
+
 /// Writes the full reply to a request into `buf` (at least [`MAX_REPLY_FRAME`] bytes) and
-/// returns the datagram's length. A device name that the kernel has no room for is left
-/// out; any other payload over the capacity becomes `-ENOSPC`, as the kernel would make it.
+/// returns the datagram's length; the reply is [`fitted`] to `capacity` first.
 pub fn emit_reply(header: &RequestHeader, capacity: usize, reply: &Reply, buf: &mut [u8]) -> usize {
-    let (error, payload) = match reply {
-        Ok(ReplyPayload::DeviceName(_)) if capacity == 0 => (0, &ReplyPayload::Empty),
-        Ok(payload) if payload.wire_len() > capacity.min(MAX_REPLY_PAYLOAD) => {
-            (Errno::ENOSPC.negative(), &ReplyPayload::Empty)
-        }
+    let (error, payload) = match fitted(reply, capacity) {
         Ok(payload) => (0, payload),
         Err(errno) => (errno.negative(), &ReplyPayload::Empty),
     };
@@ -208,23 +215,35 @@ fn write_connector_header(frame: &mut [u8], seq: u32, ack: u32, cn_len: usize) {
 pub struct KernelReply<'a> {
     /// The seq the kernel matches: `dm_ulog_request.seq`, or `cn.seq` for a zero-length ack.
     pub seq: u32,
-    /// `error` as the kernel takes it: negative errno or 0.
+    /// `error` as the kernel takes it: negative errno or 0 (from a malformed ack, whatever
+    /// its wrapping negation gives, as `decode_reply` documents).
     pub error: i32,
     pub data: &'a [u8],
 }
 
-/// Reads a reply datagram as the kernel does; `None` where the kernel would drop it.
+/// The `error` the kernel takes from a zero-length ack: `pkg->error = -msg->ack`, a u32
+/// negated and stored in an int, so a wrapping negation. Every ack has a result and none
+/// panics: 0 gives 0, an errno `e` gives `-e`, and 0x80000000, whose negation wraps to
+/// itself, gives `i32::MIN` (acks above it give positive values, as in the kernel).
+fn ack_error(ack: u32) -> i32 {
+    ack.wrapping_neg() as i32
+}
+
+/// Reads a reply datagram as the kernel does; `None` where the kernel would drop it. A
+/// zero-length ack's `error` is `cn.ack` negated with wrapping, as the kernel's u32
+/// arithmetic does it: 0x80000000 gives `i32::MIN`, and no ack panics.
 pub fn decode_reply(datagram: &[u8]) -> Option<KernelReply<'_>> {
     let cn = ConnectorBuffer::new_checked(datagram)?;
     if (cn.cn_idx(), cn.cn_val()) != (CN_IDX_DM, CN_VAL_DM_USERSPACE_LOG) {
         return None;
     }
     if cn.cn_len() == 0 {
-        return Some(KernelReply { seq: cn.cn_seq(), error: -(cn.cn_ack() as i32), data: &[] });
+        return Some(KernelReply { seq: cn.cn_seq(), error: ack_error(cn.cn_ack()), data: &[] });
     }
     let data_end = CONNECTOR_HEADER_LEN + usize::from(cn.cn_len());
     let rq = RequestBuffer::new_checked(datagram.get(CONNECTOR_HEADER_LEN..data_end)?)?;
     let payload_start = CONNECTOR_HEADER_LEN + REQUEST_HEADER_LEN;
-    let data = datagram.get(payload_start..payload_start + rq.data_size() as usize)?;
+    let payload_end = payload_start.checked_add(usize::try_from(rq.data_size()).ok()?)?;
+    let data = datagram.get(payload_start..payload_end)?;
     Some(KernelReply { seq: rq.seq(), error: rq.error(), data })
 }

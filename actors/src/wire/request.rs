@@ -129,9 +129,19 @@ impl Uuid {
     }
 }
 
+/// For people and log lines: the uuid as text, its control characters escaped (`\n`,
+/// `\u{1b}`) and bytes that are not UTF-8 replaced, so that no uuid can forge a log line or
+/// reach a terminal raw. [`Uuid::as_bytes`] is the uuid itself.
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+        for c in String::from_utf8_lossy(self.as_bytes()).chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -509,4 +519,17 @@ fn read_u64(bytes: &[u8]) -> u64 {
     let mut value = [0u8; 8];
     value.copy_from_slice(&bytes[..8]);
     u64::from_ne_bytes(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Uuid;
+
+    #[test]
+    fn a_uuid_is_shown_with_its_control_characters_escaped() {
+        let forged = Uuid::new("LVM-x\nERROR forged \u{1b}[2J").unwrap();
+        assert_eq!(forged.to_string(), "LVM-x\\nERROR forged \\u{1b}[2J");
+        assert_eq!(forged.as_bytes(), "LVM-x\nERROR forged \u{1b}[2J".as_bytes());
+        assert_eq!(Uuid::new("LVM-abc-123").unwrap().to_string(), "LVM-abc-123");
+    }
 }

@@ -14,11 +14,10 @@ use roaring::RoaringBitmap;
 
 use super::{ClusterLogActor, Work};
 use crate::cluster::message::Message;
-use crate::flusher::Flusher;
+use crate::flusher::{Flusher, Writing};
 use crate::region::LogKind;
 use crate::reply_to::ReplyTo;
-use crate::store::format::{self, image_size};
-use crate::store::{DeviceError, Layout, LogDevice};
+use crate::store::{Claim, DeviceError, Layout, LogDevice};
 use crate::wire::{Errno, ReplyPayload};
 
 /// The log device side of a clustered-disk log.
@@ -26,6 +25,8 @@ pub(super) struct Disk {
     pub(super) flusher: Flusher,
     pub(super) layout: Layout,
     pub(super) status_name: String,
+    /// Keeps other mirrors off this device while the log lives.
+    _claim: Claim,
     pub(super) failed: bool,
     /// What the device holds as not clean, as far as this member wrote it; `None` until this
     /// member has written the whole image.
@@ -58,20 +59,18 @@ impl ClusterLogActor {
             return self.respond(&to, Ok(ReplyPayload::Empty));
         };
         let (name, count, sync) = (device.clone(), self.args.region_count(), self.args.sync);
+        let (claims, uuid) = (self.claims.clone(), self.key.uuid.clone());
         let open = tokio::task::spawn_blocking(move || {
-            let device = LogDevice::open(&name)?;
-            let size = image_size(count, device.block_size());
-            device.check_size(size)?;
-            let image = device.read_image(size)?;
-            let loaded = format::load(&image, count, sync);
-            Ok::<_, DeviceError>((Flusher::start(Arc::new(device))?, loaded))
+            let (device, claim) = LogDevice::open_for_log(&name, count, &claims, &uuid)?;
+            let loaded = device.load(count, sync)?;
+            Ok::<_, DeviceError>((Flusher::start(Arc::new(device))?, claim, loaded))
         });
         ctx.wait(open.into_actor(self).map(move |opened, act, ctx| {
             let opened = opened.unwrap_or_else(|_| {
                 Err(DeviceError::NotADevice { name: "(open task panicked)".into() })
             });
             match opened {
-                Ok((flusher, loaded)) => {
+                Ok((flusher, claim, loaded)) => {
                     let device = flusher.device();
                     let name = device.name().to_owned();
                     act.disk = Some(Disk {
@@ -82,6 +81,7 @@ impl ClusterLogActor {
                         },
                         status_name: device.status_name(),
                         flusher,
+                        _claim: claim,
                         failed: loaded.incompatible,
                         on_disk: None,
                         committing: false,
@@ -90,8 +90,11 @@ impl ClusterLogActor {
                         reading: false,
                     });
                     act.fresh = loaded.dirty;
+                    // A CTR refused on its way out (a name too long) leaves nothing behind.
+                    if !act.respond_ok(&to, Ok(ReplyPayload::DeviceName(name))) {
+                        return ctx.stop();
+                    }
                     tracing::info!(uuid = %act.key.uuid, luid = act.key.luid, args = %act.args, "clustered log created");
-                    act.respond(&to, Ok(ReplyPayload::DeviceName(name)));
                 }
                 Err(error) => {
                     tracing::warn!(uuid = %act.key.uuid, luid = act.key.luid, %error, "log not created");
@@ -105,16 +108,14 @@ impl ClusterLogActor {
     /// Reads the log device into what the state would start from, then tries to join.
     pub(super) fn read_device(&mut self, ctx: &mut Context<Self>) {
         let Some(disk) = &self.disk else { return };
-        let size = image_size(disk.layout.count, disk.layout.block_size);
-        let (count, sync) = (self.args.region_count(), self.args.sync);
-        let read = disk.flusher.read_image(size);
-        ctx.spawn(read.into_actor(self).map(move |read, act, ctx| {
+        let load = disk.flusher.load(self.args.region_count(), self.args.sync);
+        ctx.spawn(load.into_actor(self).map(move |loaded, act, ctx| {
             let Some(disk) = act.disk.as_mut() else { return };
             disk.reading = false;
-            match read {
-                Ok(image) => {
+            match loaded {
+                Ok(loaded) => {
                     disk.read_before_join = false;
-                    let fresh = format::load(&image, count, sync).dirty;
+                    let fresh = loaded.dirty;
                     match &mut act.replica {
                         Some(replica) => replica.detach(fresh),
                         None => act.fresh = fresh,
@@ -138,11 +139,13 @@ impl ClusterLogActor {
         disk.committing = true;
         let unclean = state.unclean();
         let position = state.applied();
-        let commit = match &disk.on_disk {
-            Some(on_disk) => disk.layout.render_touched(&(on_disk ^ &unclean), &[&unclean]),
-            None => disk.layout.render_all(&[&unclean]),
+        let writing = match &disk.on_disk {
+            Some(on_disk) => {
+                Writing::Blocks(disk.layout.render_touched(&(on_disk ^ &unclean), &[&unclean]))
+            }
+            None => Writing::Whole { layout: disk.layout.clone(), unclean: vec![unclean.clone()] },
         };
-        let write = disk.flusher.write(commit);
+        let write = disk.flusher.write(writing);
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             let Some(disk) = act.disk.as_mut() else { return };
             disk.committing = false;

@@ -21,6 +21,7 @@
 #   ram0 ram1 legs, ram2 log          cases 1, 2, 3, 7
 #   ram3 ram4 legs, ram5 log          case 4 (the legs through dm linear devices kt-l0/kt-l1)
 #   ram6 ram7 legs, ram5 log          case 5
+#   ram0 ram1 legs, ram2 log (under kt-l9), and ram3 ram4 legs, ram5 log   case 9
 #   ram8 .. ram71 legs, ram72 .. ram87 logs    case 6
 # Every wait is bounded. A dm request to a dead daemon blocks in the kernel for good (the
 # kernel retries every 2 s), so the cases themselves are bounded by `timeout` from main, and
@@ -890,6 +891,94 @@ case_8() {
 }
 
 # ===========================================================================================
+# Case 9: log-device failure. The log device is a dm linear device over ram2 (kt-l9) whose
+# table is switched to `error` while the mirror writes: every write of the log fails. The
+# same steps run for the kernel's own `disk` log (the control) and for dm-ulogd's `disk` log,
+# and what the mirror does is recorded for both (INFO lines): the log's health letter, whether
+# its writes complete, what the kernel logged. dm-ulogd must say D or F, answer the FLUSHes
+# with -EIO (its log says so), write what completed to both legs as the kernel's log does,
+# and keep serving another mirror (kt-m9o, its own log on ram5) at its throughput. Then the
+# device comes back (linear again) and the mirror is suspended and resumed: dm-ulogd's log
+# must be A with a valid header, the mirror N/N with identical legs, and a new write must
+# read back.
+# ===========================================================================================
+case_9() {
+    subcase 9-log-device-failure-kernel-disk c9_run kernel
+    subcase 9-log-device-failure-ulogd-disk c9_run ulogd
+}
+c9_rate() { # <dev> <offset MiB>: a 2 MiB direct write of the pattern; prints dd's rate
+    dd if="$KT/pat" of="$1" bs=64K count=32 skip=$(($2 * 16)) seek=$(($2 * 16)) oflag=direct 2>&1 | awk '/copied/ { print $(NF - 1), $NF }'
+}
+c9_kernel_said() { # <when>: what the kernel logged about mirrors and the log since the mark
+    note "9 $1, the kernel said: $(ksince | grep -E 'raid1|dm-log|dirty|Buffer I/O' | sed 's/^\[[^]]*\] //; s/logical block [0-9]*/logical block N/' | sort | uniq -c | tr -s ' \n' ' ')"
+}
+c9_switch() { # <target line>: kt-l9's new table, loaded and swapped in
+    must dmsetup load kt-l9 --table "0 32768 $1" && must dmsetup suspend kt-l9 && must dmsetup resume kt-l9
+}
+c9_run() {
+    local kind=$1 logpart st f rc letter before during failures want
+    zero_dev /dev/ram2 16 || return 1
+    must dmsetup create kt-l9 --table "0 32768 linear /dev/ram2 0" || return 1
+    case $kind in
+    kernel) logpart="disk 2 /dev/mapper/kt-l9 $RS" ;;
+    ulogd) logpart="userspace 4 KT9 disk /dev/mapper/kt-l9 $RS" ;;
+    esac
+    create kt-m9 "0 $SECT mirror $logpart 2 /dev/ram0 0 /dev/ram1 0" || return 1
+    wait_sync kt-m9 120 || return 1
+    zero_dev /dev/ram5 || return 1
+    create kt-m9o "0 $SECT mirror userspace 4 KT9O disk /dev/ram5 $RS 2 /dev/ram3 0 /dev/ram4 0" || return 1
+    wait_sync kt-m9o 120 || return 1
+    pattern "$KT/pat"
+    before=$(c9_rate /dev/mapper/kt-m9o 0)
+    kmark
+    failures=$(grep -c 'log device failed.*uuid=KT9 ' "$ULOG")
+    c9_switch error || return 1
+    # Writes to regions the mirror has not marked yet: each needs a mark the log cannot keep.
+    timeout 120 dd if="$KT/pat" of=/dev/mapper/kt-m9 bs=64K count=64 oflag=direct status=none
+    rc=$?
+    st=$(status_words kt-m9)
+    read -r -a f <<<"$st"
+    letter=${f[12]:-?}
+    note "9 $kind: with the log device failing: write rc $rc, status: $st"
+    c9_kernel_said "$kind: with the log device failing"
+    echo "$rc $letter" >"$KT/c9-$kind"
+    during=$(c9_rate /dev/mapper/kt-m9o 2)
+    note "9 $kind: the other mirror's 2 MiB writes: $before before, $during during the failure"
+    [ "$(get /dev/mapper/kt-m9o 0 $((4 * MIB)) | md5)" = "$(file_md5 "$KT/pat" 0 $((4 * MIB)))" ] ||
+        { why "the other mirror's writes did not read back during the failure"; return 1; }
+    if [ "$kind" = ulogd ]; then
+        [[ $letter == [DF] ]] || { why "log health '$letter' with its device failing, expected D or F: $st"; return 1; }
+        [ "$(grep -c 'log device failed.*uuid=KT9 ' "$ULOG")" -gt "$failures" ] ||
+            { why "the daemon logged no failed commit (FLUSH -EIO) for KT9"; return 1; }
+        read -r want _ <"$KT/c9-kernel" 2>/dev/null || want=?
+        [ "$rc" = "$want" ] || { why "the write's outcome (rc $rc) is not the kernel disk log's (rc $want)"; return 1; }
+        if [ "$rc" = 0 ]; then
+            [ "$(get /dev/mapper/kt-m9 0 $((4 * MIB)) | md5)" = "$(file_md5 "$KT/pat" 0 $((4 * MIB)))" ] ||
+                { why "the write completed but does not read back"; return 1; }
+        fi
+    fi
+    # The device is back; a suspend and resume of the mirror takes it up again.
+    c9_switch "linear /dev/ram2 0" || return 1
+    must dmsetup suspend kt-m9 && must dmsetup resume kt-m9 || return 1
+    wait_sync kt-m9 120 || return 1
+    st=$(status_words kt-m9)
+    read -r -a f <<<"$st"
+    note "9 $kind: after the device came back and a resume: $st"
+    c9_kernel_said "$kind: until the repair"
+    if [ "$kind" = ulogd ]; then
+        [ "${f[12]:-?}" = A ] || { why "log health '${f[12]:-?}' after the device came back and a resume: $st"; return 1; }
+        [ "$(log_header /dev/ram2)" = "$(header_for $NREG)" ] || { why "log header after the repair: $(log_header /dev/ram2)"; return 1; }
+    fi
+    same_dev /dev/ram0 /dev/ram1 $LEGB || { why "legs differ after the log device came back"; return 1; }
+    must put "$KT/pat" /dev/mapper/kt-m9 $((5 * MIB)) $MIB $((6 * MIB)) || return 1
+    [ "$(get /dev/mapper/kt-m9 $((5 * MIB)) $MIB | md5)" = "$(file_md5 "$KT/pat" $((6 * MIB)) $MIB)" ] ||
+        { why "a write after the repair did not read back"; return 1; }
+    remove kt-m9 && remove kt-m9o || return 1
+    must dmsetup remove kt-l9 || return 1
+    check_daemon
+}
+
+# ===========================================================================================
 # Bench mode (tests/kernel/bench; not a test case, no verdicts): O_DIRECT sequential writes
 # through a mirror whose log is (A) the kernel's own `disk`, (B) dm-ulogd `disk`, (C) dm-ulogd
 # `disk` + integrated_flush, interleaved A B C A B C ... in one guest so that drift hits all
@@ -1024,7 +1113,7 @@ main)
     if ! daemon_start >>"$CASELOG" 2>&1; then
         emit "FAIL daemon: $(cat "$KT/why")"
     else
-        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180 [8]=420)
+        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180 [8]=420 [9]=420)
         for c in "$@"; do
             cs=$SECONDS
             timeout -k 5 "${LIMIT[$c]:-600}" bash "$0" case "$c" "$BIN" "$SHARE"

@@ -141,12 +141,14 @@ impl Snapshot {
             .collect()
     }
 
-    /// The snapshot from its chunks' bytes, in order.
+    /// The snapshot from its chunks' bytes, in order. One that names a region past its
+    /// region count is refused: the state it would install could count more regions in sync
+    /// than the log has, or hand out recovery past its end.
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
         let mut r = Reader(bytes);
         let region_count = r.u32()?;
         let applied = r.u64()?;
-        let out_of_sync = r.bitmap()?;
+        let out_of_sync = r.regions_of(region_count)?;
         let mut state = ClusterState {
             region_count,
             marks: Default::default(),
@@ -155,17 +157,25 @@ impl Snapshot {
             sync_search: Default::default(),
             applied,
         };
+        let past_the_end = DecodeError("a region past the log's end");
         for _ in 0..r.u32()? {
             let member = r.member()?;
-            state.marks.insert(member, r.bitmap()?);
+            state.marks.insert(member, r.regions_of(region_count)?);
         }
         for _ in 0..r.u32()? {
             let region = r.u32()?;
+            if region >= region_count {
+                return Err(past_the_end);
+            }
             state.recovering.insert(region, r.member()?);
         }
         for _ in 0..r.u32()? {
             let member = r.member()?;
-            state.sync_search.insert(member, r.u32()?);
+            let search = r.u32()?;
+            if search > region_count {
+                return Err(past_the_end.clone());
+            }
+            state.sync_search.insert(member, search);
         }
         let mut holders = BTreeSet::new();
         for _ in 0..r.u32()? {
@@ -261,6 +271,14 @@ impl Reader<'_> {
             return Err(DecodeError("region list longer than the message"));
         }
         (0..count).map(|_| self.u64()).collect()
+    }
+    /// A bitmap of regions of a log of `count` regions.
+    fn regions_of(&mut self, count: u32) -> Result<RoaringBitmap, DecodeError> {
+        let regions = self.bitmap()?;
+        match regions.max() {
+            Some(last) if last >= count => Err(DecodeError("a region past the log's end")),
+            _ => Ok(regions),
+        }
     }
     fn bitmap(&mut self) -> Result<RoaringBitmap, DecodeError> {
         let len = self.u32()? as usize;

@@ -1,7 +1,7 @@
 //! Fuzzes the request decoder, the reply decoder and the reply encoder on whatever a
 //! decoded request asks for: none may panic or read past the datagram.
 //!
-//! Run with `cargo +nightly fuzz run decode_frame` from this folder.
+//! Run with `scripts/fuzz decode_frame` (all targets: `scripts/fuzz`).
 #![no_main]
 
 use dm_ulog_actors::wire::reply::{decode_reply, reply_capacity};

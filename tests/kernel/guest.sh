@@ -22,6 +22,7 @@
 #   ram3 ram4 legs, ram5 log          case 4 (the legs through dm linear devices kt-l0/kt-l1)
 #   ram6 ram7 legs, ram5 log          case 5
 #   ram0 ram1 legs, ram2 log (under kt-l9), and ram3 ram4 legs, ram5 log   case 9
+#   ram88 .. ram95 legs (64 KiB slices), ram87 logs (4 KiB linear slices)   case 10
 #   ram8 .. ram71 legs, ram72 .. ram87 logs    case 6
 # Every wait is bounded. A dm request to a dead daemon blocks in the kernel for good (the
 # kernel retries every 2 s), so the cases themselves are bounded by `timeout` from main, and
@@ -979,6 +980,106 @@ c9_run() {
 }
 
 # ===========================================================================================
+# Case 10: 1,000 mirrors served at once. 64 KiB mirrors of 16 KiB regions (4 each), created
+# `nosync`, their legs at offsets of ram88 .. ram95, half with a disk log (500 dm linear slices
+# of ram87, 4 KiB each) and half with a core log. 100 of them are written (writer.py,
+# O_DIRECT, 32 threads); then, during writes to those 100, the daemon is killed (-9) and restarted:
+# every write must complete, every mirror must reconnect (the kernel replays CTR and RESUME
+# at its next request: a `dmsetup status` of all 1,000 makes one for each), and both legs of
+# the 100 must hold the last pass. (The kernel waits 2 s before each reconnect, so the
+# statuses are asked 50 at a time.) INFO lines report the creation time, the daemon's
+# resident memory and descriptors, the time from the restart until all 1,000 had
+# reconnected, and the same 1,000 mirrors with the kernel's own logs for comparison.
+# ===========================================================================================
+C10_N=1000
+C10_SECT=128                      # 64 KiB a mirror
+C10_RS=32                         # 16 KiB regions
+case_10() { subcase 10-1000-mirrors c10_run; }
+c10_legs() { # <i>: the two legs of mirror i, as a mirror table names them
+    local a=$((2 * $1)) b=$((2 * $1 + 1))
+    echo "/dev/ram$((88 + a / 256)) $(((a % 256) * C10_SECT)) /dev/ram$((88 + b / 256)) $(((b % 256) * C10_SECT))"
+}
+c10_log() { # <ulogd|kernel> <i>: mirror i's log, as its table names it
+    local j=$(($2 / 2))
+    case $1:$(($2 % 2)) in
+    ulogd:0) echo "userspace 5 KT10-$2 disk /dev/mapper/kt-l10-$j $C10_RS nosync" ;;
+    ulogd:1) echo "userspace 4 KT10-$2 core $C10_RS nosync" ;;
+    kernel:0) echo "disk 3 /dev/mapper/kt-l10-$j $C10_RS nosync" ;;
+    kernel:1) echo "core 2 $C10_RS nosync" ;;
+    esac
+}
+c10_create() { # <ulogd|kernel>: the 1,000 mirrors, 250 to a dmsetup
+    local i spec=""
+    for ((i = 0; i < C10_N; i++)); do
+        spec+="${spec:+;}kt-m10-$i,,,rw,0 $C10_SECT mirror $(c10_log "$1" $i) 2 $(c10_legs $i)"
+        if (((i + 1) % 250 == 0)); then
+            must timeout 600 dmsetup create --concise "$spec" || return 1
+            spec=""
+        fi
+    done
+}
+c10_mirrors() { # <from> <to>: the mirrors' device paths
+    local i
+    for ((i = $1; i < $2; i++)); do echo /dev/mapper/kt-m10-$i; done
+}
+c10_remove() {
+    must timeout 600 dmsetup remove $(for ((i = 0; i < C10_N; i++)); do echo kt-m10-$i; done)
+}
+c10_run() {
+    local i j spec="" t0 pid writer pids places=() reconnected
+    zero_dev /dev/ram87 2 || return 1
+    for ((i = 0; i < C10_N / 2; i++)); do spec+="${spec:+;}kt-l10-$i,,,rw,0 8 linear /dev/ram87 $((i * 8))"; done
+    must timeout 600 dmsetup create --concise "$spec" || return 1
+    t0=$SECONDS
+    c10_create ulogd || return 1
+    note "10: created $C10_N mirrors served by dm-ulogd in $((SECONDS - t0)) s"
+    t0=$SECONDS
+    must timeout 600 python3 "$(dirname "$0")/writer.py" write 1 65536 $(c10_mirrors 0 100) || return 1
+    note "10: a 64 KiB write to each of 100 of them through dm-ulogd: $((SECONDS - t0)) s"
+    pid=$(daemon_pid)
+    note "10: dm-ulogd with $C10_N logs: $(awk '/VmRSS/ { print $2 " KiB resident" }' /proc/$pid/status), $(ls /proc/$pid/fd | wc -l) descriptors, $(ls /proc/$pid/task | wc -l) threads"
+    # kill -9 during writes to 100 of them (50 disk logs, 50 core).
+    python3 "$(dirname "$0")/writer.py" write 20 65536 $(c10_mirrors 0 100) &
+    writer=$!
+    sleep 2
+    kmark
+    daemon_kill9 || return 1
+    daemon_start || return 1
+    t0=$SECONDS
+    wait_pids 600 $writer || return 1
+    note "10: the writes to the 100 completed $((SECONDS - t0)) s after the restart"
+    # The kernel sleeps 2 s before each reconnect: 50 dmsetups of 20 mirrors each, at once.
+    pids=()
+    for ((i = 0; i < C10_N; i += 20)); do
+        timeout 600 dmsetup status $(for ((j = i; j < i + 20; j++)); do echo kt-m10-$j; done) >/dev/null &
+        pids+=($!)
+    done
+    wait_pids 600 "${pids[@]}" || return 1
+    # Each reconnect is a CTR the new daemon logs: count them after its "serving" line.
+    reconnected=$(awk '/serving/ { n = 0 } /log created/ { n++ } END { print n + 0 }' "$ULOG")
+    note "10: $reconnected of $C10_N logs reconnected within $((SECONDS - t0)) s of the restart"
+    [ "$reconnected" -ge "$C10_N" ] || { why "only $reconnected of $C10_N logs reconnected"; return 1; }
+    for ((i = 0; i < 100; i++)); do places+=($(c10_legs $i | awk '{ print $1 ":" $2 * 512, $3 ":" $4 * 512 }')); done
+    must python3 "$(dirname "$0")/writer.py" check 20 65536 "${places[@]}" || { why "a leg of the 100 does not hold the last pass"; return 1; }
+    local behind
+    behind=$(timeout 300 dmsetup status | awk '/^kt-m10-/ { split($8, r, "/"); if (r[1] != r[2]) n++ } END { print n + 0 }')
+    [ "$behind" = 0 ] || { why "$behind mirrors not in sync after the restart"; return 1; }
+    pid=$(daemon_pid)
+    note "10: after the restart: $(awk '/VmRSS/ { print $2 " KiB resident" }' /proc/$pid/status), $(ls /proc/$pid/fd | wc -l) descriptors"
+    c10_remove || return 1
+    # The same with the kernel's own logs.
+    t0=$SECONDS
+    c10_create kernel || return 1
+    note "10: created $C10_N mirrors with the kernel's own logs in $((SECONDS - t0)) s"
+    t0=$SECONDS
+    must timeout 600 python3 "$(dirname "$0")/writer.py" write 1 65536 $(c10_mirrors 0 100) || return 1
+    note "10: a 64 KiB write to each of 100 of them with the kernel's logs: $((SECONDS - t0)) s"
+    c10_remove || return 1
+    must timeout 600 dmsetup remove $(for ((i = 0; i < C10_N / 2; i++)); do echo kt-l10-$i; done) || return 1
+    check_daemon
+}
+
+# ===========================================================================================
 # Bench mode (tests/kernel/bench; not a test case, no verdicts): O_DIRECT sequential writes
 # through a mirror whose log is (A) the kernel's own `disk`, (B) dm-ulogd `disk`, (C) dm-ulogd
 # `disk` + integrated_flush, interleaved A B C A B C ... in one guest so that drift hits all
@@ -1113,7 +1214,7 @@ main)
     if ! daemon_start >>"$CASELOG" 2>&1; then
         emit "FAIL daemon: $(cat "$KT/why")"
     else
-        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180 [8]=420 [9]=420)
+        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180 [8]=420 [9]=420 [10]=900)
         for c in "$@"; do
             cs=$SECONDS
             timeout -k 5 "${LIMIT[$c]:-600}" bash "$0" case "$c" "$BIN" "$SHARE"

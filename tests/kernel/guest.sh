@@ -23,6 +23,7 @@
 #   ram6 ram7 legs, ram5 log          case 5
 #   ram0 ram1 legs, ram2 log (under kt-l9), and ram3 ram4 legs, ram5 log   case 9
 #   ram88 .. ram95 legs (64 KiB slices), ram87 logs (4 KiB linear slices)   case 10
+#   ram0 ram1 legs (under kt-l11a/b), ram2 log          case 11
 #   ram8 .. ram71 legs, ram72 .. ram87 logs    case 6
 # Every wait is bounded. A dm request to a dead daemon blocks in the kernel for good (the
 # kernel retries every 2 s), so the cases themselves are bounded by `timeout` from main, and
@@ -1080,6 +1081,69 @@ c10_run() {
 }
 
 # ===========================================================================================
+# Case 11: a leg that fails mid-write, and its replacement. The legs are dm linear devices
+# (kt-l11a over ram0, kt-l11b over ram1); the log is a disk log on ram2, the kernel's own
+# (the control) or dm-ulogd's. Leg b's table turns to `error`, and writes go on: the kernel
+# fails the leg (`AD`) and marks the regions it wrote out of sync through the log
+# (SET_REGION_SYNC 0). dm-ulogd must show them out of sync as the kernel's log does (the same
+# sync ratio), and keep them unclean on the log device. Then leg b is replaced (its table
+# linear again) and the mirror's table reloaded and resumed: the resync must reach N/N with
+# the legs identical, and the data written meanwhile must read back.
+# ===========================================================================================
+case_11() {
+    subcase 11-leg-failure-kernel-disk c11_run kernel
+    subcase 11-leg-failure-ulogd-disk c11_run ulogd
+}
+c11_table() { # <kernel|ulogd>
+    local legs="2 /dev/mapper/kt-l11a 0 /dev/mapper/kt-l11b 0"
+    case $1 in
+    kernel) echo "0 $SECT mirror disk 2 /dev/ram2 $RS $legs" ;;
+    ulogd) echo "0 $SECT mirror userspace 4 KT11 disk /dev/ram2 $RS $legs" ;;
+    esac
+}
+c11_run() {
+    local kind=$1 st f ratio want dirty
+    zero_dev /dev/ram2 || return 1
+    create kt-l11a "0 $SECT linear /dev/ram0 0" || return 1
+    create kt-l11b "0 $SECT linear /dev/ram1 0" || return 1
+    create kt-m11 "$(c11_table "$kind")" || return 1
+    wait_sync kt-m11 120 || return 1
+    pattern "$KT/pat"
+    must dmsetup load kt-l11b --table "0 $SECT error" && must dmsetup suspend kt-l11b && must dmsetup resume kt-l11b || return 1
+    # Writes to the first 4 regions, with leg b failing.
+    must put "$KT/pat" /dev/mapper/kt-m11 0 $((4 * REGB)) || return 1
+    st=$(status_words kt-m11)
+    read -r -a f <<<"$st"
+    ratio=${f[6]:-?}
+    note "11 $kind: with leg b failing: $st"
+    echo "$ratio ${f[8]:-?}" >"$KT/c11-$kind"
+    [ "${f[8]:-?}" = AD ] || { why "leg health '${f[8]:-?}' with leg b failing, expected AD: $st"; return 1; }
+    [ "${ratio%/*}" -lt "$NREG" ] || { why "no region out of sync after the leg failed: $st"; return 1; }
+    if [ "$kind" = ulogd ]; then
+        read -r want _ <"$KT/c11-kernel" 2>/dev/null || want=?
+        [ "$ratio" = "$want" ] || { why "sync ratio $ratio with leg b failing; the kernel's disk log said $want"; return 1; }
+        dirty=$(log_dirty /dev/ram2 $NREG)
+        note "11 $kind: unclean on the log device: $dirty"
+        [ -n "$dirty" ] || { why "no region unclean on the log device while out of sync"; return 1; }
+    else
+        note "11 $kind: unclean on the log device: $(log_dirty /dev/ram2 $NREG)"
+    fi
+    # The leg is replaced: linear again, the mirror's table reloaded, resumed.
+    must dmsetup load kt-l11b --table "0 $SECT linear /dev/ram1 0" && must dmsetup suspend kt-l11b && must dmsetup resume kt-l11b || return 1
+    must dmsetup load kt-m11 --table "$(c11_table "$kind")" && must dmsetup suspend kt-m11 && must dmsetup resume kt-m11 || return 1
+    wait_sync kt-m11 120 || return 1
+    st=$(status_words kt-m11)
+    note "11 $kind: after the replacement and the resync: $st"
+    read -r -a f <<<"$st"
+    [ "${f[8]:-?}" = AA ] || { why "leg health '${f[8]:-?}' after the replacement: $st"; return 1; }
+    same_dev /dev/ram0 /dev/ram1 $LEGB || { why "legs differ after the resync"; return 1; }
+    [ "$(get /dev/mapper/kt-m11 0 $((4 * REGB)) | md5)" = "$(file_md5 "$KT/pat" 0 $((4 * REGB)))" ] ||
+        { why "the data written with leg b failing does not read back"; return 1; }
+    remove kt-m11 && remove kt-l11a && remove kt-l11b || return 1
+    check_daemon
+}
+
+# ===========================================================================================
 # Bench mode (tests/kernel/bench; not a test case, no verdicts): O_DIRECT sequential writes
 # through a mirror whose log is (A) the kernel's own `disk`, (B) dm-ulogd `disk`, (C) dm-ulogd
 # `disk` + integrated_flush, interleaved A B C A B C ... in one guest so that drift hits all
@@ -1214,7 +1278,7 @@ main)
     if ! daemon_start >>"$CASELOG" 2>&1; then
         emit "FAIL daemon: $(cat "$KT/why")"
     else
-        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180 [8]=420 [9]=420 [10]=900)
+        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180 [8]=420 [9]=420 [10]=900 [11]=420)
         for c in "$@"; do
             cs=$SECONDS
             timeout -k 5 "${LIMIT[$c]:-600}" bash "$0" case "$c" "$BIN" "$SHARE"

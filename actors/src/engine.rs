@@ -40,9 +40,8 @@ pub struct EngineConfig {
 pub struct Engine {
     socket: Addr<SocketActor>,
     stopped: tokio::sync::oneshot::Receiver<()>,
-    registry: Arc<Registry>,
-    metrics: Arc<Metrics>,
-    replies: ReplySink,
+    /// The parts the socket actor hands its logs, kept to observe and drain them.
+    services: Services,
     workers: Vec<Arbiter>,
 }
 
@@ -51,35 +50,38 @@ impl Engine {
     pub fn start(config: EngineConfig, transport: Transport) -> Engine {
         let workers: Vec<Arbiter> = (0..config.workers).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(|w| w.handle()).collect();
-        let registry = Arc::new(Registry::default());
-        let metrics = Arc::new(Metrics::default());
         let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
         let state_dir = config.state_dir.as_deref().and_then(open_state_dir);
-        let replies = transport.replies.clone();
         let services = Services {
             sink: transport.replies,
-            registry: registry.clone(),
-            metrics: metrics.clone(),
+            registry: Arc::new(Registry::default()),
+            metrics: Arc::new(Metrics::default()),
             claims: Arc::default(),
         };
-        let socket =
-            SocketActor::new(config, state_dir, services, transport.incoming, handles, stopped_tx)
-                .start();
-        Engine { socket, stopped, registry, metrics, replies, workers }
+        let socket = SocketActor::new(
+            config,
+            state_dir,
+            services.clone(),
+            transport.incoming,
+            handles,
+            stopped_tx,
+        )
+        .start();
+        Engine { socket, stopped, services, workers }
     }
 
     /// A handle that reports on the logs, for a status endpoint; it outlives nothing.
     pub fn observer(&self) -> Observer {
         Observer {
-            registry: self.registry.clone(),
-            metrics: self.metrics.clone(),
-            replies: self.replies.clone(),
+            registry: self.services.registry.clone(),
+            metrics: self.services.metrics.clone(),
+            replies: self.services.sink.clone(),
         }
     }
 
     /// How many logs are being served.
     pub fn log_count(&self) -> usize {
-        self.registry.len()
+        self.services.registry.len()
     }
 
     /// Resolves when the engine stops serving on its own: its transport closed.
@@ -91,7 +93,7 @@ impl Engine {
     pub async fn drain(self) {
         if self.socket.send(Drain).await.is_err() {
             // The socket actor is gone already; its logs are drained directly.
-            for log in self.registry.drain() {
+            for log in self.services.registry.drain() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 log.shutdown.do_send(crate::log_actor::Shutdown(tx));
                 let _ = rx.await;

@@ -1023,6 +1023,14 @@ c10_mirrors() { # <from> <to>: the mirrors' device paths
     local i
     for ((i = $1; i < $2; i++)); do echo /dev/mapper/kt-m10-$i; done
 }
+c10_serve() { # <ulogd|kernel> <what>: the 1,000 created, then 100 of them written, timed
+    local t0=$SECONDS
+    c10_create "$1" || return 1
+    note "10: created $C10_N mirrors $2 in $((SECONDS - t0)) s"
+    t0=$SECONDS
+    must timeout 600 python3 "$(dirname "$0")/writer.py" write 1 65536 $(c10_mirrors 0 100) || return 1
+    note "10: a 64 KiB write to each of 100 of them $2: $((SECONDS - t0)) s"
+}
 c10_remove() {
     must timeout 600 dmsetup remove $(for ((i = 0; i < C10_N; i++)); do echo kt-m10-$i; done)
 }
@@ -1031,19 +1039,13 @@ c10_run() {
     zero_dev /dev/ram87 2 || return 1
     for ((i = 0; i < C10_N / 2; i++)); do spec+="${spec:+;}kt-l10-$i,,,rw,0 8 linear /dev/ram87 $((i * 8))"; done
     must timeout 600 dmsetup create --concise "$spec" || return 1
-    t0=$SECONDS
-    c10_create ulogd || return 1
-    note "10: created $C10_N mirrors served by dm-ulogd in $((SECONDS - t0)) s"
-    t0=$SECONDS
-    must timeout 600 python3 "$(dirname "$0")/writer.py" write 1 65536 $(c10_mirrors 0 100) || return 1
-    note "10: a 64 KiB write to each of 100 of them through dm-ulogd: $((SECONDS - t0)) s"
+    c10_serve ulogd "served by dm-ulogd" || return 1
     pid=$(daemon_pid)
     note "10: dm-ulogd with $C10_N logs: $(awk '/VmRSS/ { print $2 " KiB resident" }' /proc/$pid/status), $(ls /proc/$pid/fd | wc -l) descriptors, $(ls /proc/$pid/task | wc -l) threads"
     # kill -9 during writes to 100 of them (50 disk logs, 50 core).
     python3 "$(dirname "$0")/writer.py" write 20 65536 $(c10_mirrors 0 100) &
     writer=$!
     sleep 2
-    kmark
     daemon_kill9 || return 1
     daemon_start || return 1
     t0=$SECONDS
@@ -1069,12 +1071,7 @@ c10_run() {
     note "10: after the restart: $(awk '/VmRSS/ { print $2 " KiB resident" }' /proc/$pid/status), $(ls /proc/$pid/fd | wc -l) descriptors"
     c10_remove || return 1
     # The same with the kernel's own logs.
-    t0=$SECONDS
-    c10_create kernel || return 1
-    note "10: created $C10_N mirrors with the kernel's own logs in $((SECONDS - t0)) s"
-    t0=$SECONDS
-    must timeout 600 python3 "$(dirname "$0")/writer.py" write 1 65536 $(c10_mirrors 0 100) || return 1
-    note "10: a 64 KiB write to each of 100 of them with the kernel's logs: $((SECONDS - t0)) s"
+    c10_serve kernel "with the kernel's own logs" || return 1
     c10_remove || return 1
     must timeout 600 dmsetup remove $(for ((i = 0; i < C10_N / 2; i++)); do echo kt-l10-$i; done) || return 1
     check_daemon

@@ -147,6 +147,49 @@ async fn kill_nine_keeps_the_sync_state_and_the_marks_the_kernel_relies_on() {
     assert_eq!(left, ["dm-ulogd.lock"]);
 }
 
+/// A recovery cut by a kill between SET_REGION_SYNC and its FLUSH: the old daemon answered
+/// the region in sync, but its clean bit never reached the device. The new daemon keeps the
+/// region in sync (the kernel counted it recovered and will not resync it before a real
+/// resume) and dirty (dirty on the device stays dirty), so the next real resume, which reads
+/// the device again, resyncs it: one region's copy, never a region lost.
+#[tokio::test]
+async fn a_recovery_cut_by_a_kill_is_in_sync_until_the_next_real_resume_resyncs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let link = daemon.link("kernel", Duration::from_millis(500));
+    let path = log_file(dir.path(), "disk-log", 16);
+    let args = format!("disk {} 8", path.display());
+    let mut log = sim_log(&link, "cut-recovery", &args, 16, false)
+        .with_reconnect_delay(Duration::from_millis(20));
+    log.create().await.unwrap();
+    assert_eq!(resync_work(&mut log).await, Some(0));
+    let zero = RegionBatch::from_regions(&[0]).unwrap();
+    log.request(&Request::ClearRegion(zero)).await.unwrap();
+    let in_sync = Request::SetRegionSync { region: RegionIndex(0), in_sync: true };
+    log.request(&in_sync).await.unwrap();
+    assert!(!clean_on_disk(&path, 0));
+
+    daemon.kill();
+    daemon.restart();
+    log.request(&Request::Flush(RegionBatch::EMPTY)).await.unwrap();
+    assert!(flag(&mut log, Request::InSync(RegionIndex(0))).await);
+    assert!(!flag(&mut log, Request::IsClean(RegionIndex(0))).await);
+    assert!(!clean_on_disk(&path, 0));
+    assert_eq!(sync_count(&mut log).await, 1);
+
+    log.suspend_resume().await.unwrap();
+    assert!(!flag(&mut log, Request::InSync(RegionIndex(0))).await);
+    assert_eq!(resync_work(&mut log).await, Some(0));
+    log.remove().await.unwrap();
+}
+
+async fn flag(log: &mut SimLog, request: Request) -> bool {
+    match log.request(&request).await.unwrap() {
+        ReplyPayload::Flag(flag) => flag,
+        other => panic!("{request:?} answered {other:?}"),
+    }
+}
+
 async fn sync_count(log: &mut SimLog) -> u64 {
     match log.request(&Request::GetSyncCount).await.unwrap() {
         ReplyPayload::Count(count) => count,

@@ -203,9 +203,10 @@ impl SimLog {
         }
         if !clears.is_empty() {
             let cleared: Vec<u64> = clears.iter().map(|r| r.0).collect();
+            let epoch = self.oracle.epoch();
             self.request(&Request::ClearRegion(clears)).await?;
             self.request(&Request::Flush(RegionBatch::EMPTY)).await?;
-            self.oracle.cleared(&cleared);
+            self.oracle.cleared(&cleared, epoch);
         }
         Ok(())
     }
@@ -236,6 +237,7 @@ impl SimLog {
             return Ok(None);
         };
         let in_sync = !self.oracle.has_writes(region.0);
+        let epoch = self.oracle.epoch();
         if in_sync {
             let batch = RegionBatch::from_regions(&[region.0]).expect("one region fits");
             self.request(&Request::ClearRegion(batch)).await?;
@@ -243,7 +245,7 @@ impl SimLog {
         self.request(&Request::SetRegionSync { region, in_sync }).await?;
         self.request(&Request::Flush(RegionBatch::EMPTY)).await?;
         if in_sync {
-            self.oracle.recovered(region.0);
+            self.oracle.recovered(region.0, epoch);
         } else {
             self.oracle.recovery_failed(region.0);
         }

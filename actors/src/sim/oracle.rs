@@ -10,6 +10,11 @@
 //!   after a reconnect (tests/kernel/README.md, finding B), so a region wrongly reported out
 //!   of sync there would stall the mirror. The rule holds until the next real resume, which
 //!   rereads a disk log and may resync a region whose clear a kill cut off.
+//!
+//! A clear or a recovery whose requests span a reconnect proves nothing about the device:
+//! the new daemon keeps a region dirty that its device holds dirty, whatever the old one had
+//! answered (a shadow never makes a log cleaner than its device), until the region is
+//! cleared again. Such a region stays "maybe dirty" for the next real resume.
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,6 +33,9 @@ pub struct Oracle {
     maybe_dirty: HashSet<u64>,
     /// Regions in sync at the last reconnect, to be reported in sync until a real resume.
     in_sync_at_kill: HashSet<u64>,
+    /// How many reconnects there were: a clear or recovery started before the last one
+    /// carries an older count.
+    reconnects: u64,
     pub checks: u64,
     pub violations: Vec<String>,
 }
@@ -59,8 +67,18 @@ impl Oracle {
         true
     }
 
-    /// The clears of `regions` were flushed: the log device holds them clean.
-    pub fn cleared(&mut self, regions: &[u64]) {
+    /// Marks the start of a clear or a recovery, for [`Oracle::cleared`] and
+    /// [`Oracle::recovered`].
+    pub fn epoch(&self) -> u64 {
+        self.reconnects
+    }
+
+    /// The clears of `regions`, sent in `epoch`, were flushed: the log device holds them
+    /// clean, unless a reconnect came between.
+    pub fn cleared(&mut self, regions: &[u64], epoch: u64) {
+        if epoch != self.reconnects {
+            return;
+        }
         for region in regions {
             if !self.pending.contains_key(region) {
                 self.maybe_dirty.remove(region);
@@ -76,6 +94,7 @@ impl Oracle {
     /// The daemon was found gone and the log reconnected (CTR + RESUME to a new daemon).
     /// Marks it had not made durable are not promised.
     pub fn reconnected(&mut self) {
+        self.reconnects += 1;
         self.in_sync_at_kill.clone_from(&self.in_sync);
         self.unflushed.clear();
     }
@@ -86,10 +105,12 @@ impl Oracle {
         self.in_sync_at_kill.clear();
     }
 
-    /// The mirror recovered `region`: cleared, reported in sync, flushed.
-    pub fn recovered(&mut self, region: u64) {
+    /// The mirror recovered `region`, from `epoch` on: cleared, reported in sync, flushed.
+    pub fn recovered(&mut self, region: u64, epoch: u64) {
         self.in_sync.insert(region);
-        self.maybe_dirty.remove(&region);
+        if epoch == self.reconnects {
+            self.maybe_dirty.remove(&region);
+        }
     }
 
     /// Recovery of `region` failed: it is out of sync.

@@ -39,9 +39,10 @@ impl fmt::Display for RegionIndex {
 pub struct RegionCount(pub u64);
 
 impl RegionCount {
-    /// Whether `region` lies inside a log of this many regions.
-    pub fn contains(self, region: RegionIndex) -> bool {
-        region.0 < self.0
+    /// The count as the bound of a region bitmap's indices. Every count a log holds came
+    /// through `LogArgs`, which refuses counts past `u32::MAX`: the one place that says so.
+    pub fn bitmap_bound(self) -> u32 {
+        u32::try_from(self.0).expect("LogArgs refuses region counts past u32::MAX")
     }
 }
 

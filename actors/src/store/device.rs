@@ -8,8 +8,6 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
@@ -68,7 +66,6 @@ pub struct LogDevice {
     /// `major:minor` of a block device; `None` for a regular file.
     dev_id: Option<(u32, u32)>,
     identity: DeviceIdentity,
-    bytes_written: AtomicU64,
 }
 
 impl LogDevice {
@@ -103,15 +100,7 @@ impl LogDevice {
         } else {
             return Err(DeviceError::NotADevice { name: name.into() });
         };
-        Ok(LogDevice {
-            name: name.into(),
-            file,
-            block_size,
-            size,
-            dev_id,
-            identity,
-            bytes_written: AtomicU64::new(0),
-        })
+        Ok(LogDevice { name: name.into(), file, block_size, size, dev_id, identity })
     }
 
     /// Opens the log device of a log of `count` regions, checks that it holds the image,
@@ -201,7 +190,6 @@ impl LogDevice {
             let offset = first_block * u64::from(commit.block_size);
             self.file.write_all_at(bytes, offset).map_err(io_error)?;
         }
-        self.bytes_written.fetch_add(commit.bytes(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -209,11 +197,6 @@ impl LogDevice {
         self.file
             .sync_data()
             .map_err(|source| DeviceError::Flush { name: self.name.clone(), source })
-    }
-
-    /// Bytes written by commits so far.
-    pub fn bytes_written(&self) -> u64 {
-        self.bytes_written.load(Ordering::Relaxed)
     }
 }
 

@@ -15,14 +15,16 @@
 
 pub mod buffer;
 mod errno;
+mod key;
 pub mod reply;
 pub mod request;
 
 pub use errno::Errno;
+pub use key::{LogKey, Uuid};
 pub use reply::{emit_ack, emit_refusal, emit_reply, Reply, ReplyPayload, MAX_REPLY_FRAME};
 pub use request::{
-    decode_frame, FrameError, LogKey, RegionBatch, Request, RequestError, RequestFrame,
-    RequestHeader, RequestType, Uuid,
+    decode_frame, FrameError, RegionBatch, Request, RequestError, RequestFrame, RequestHeader,
+    RequestType,
 };
 
 /// Connector index of device-mapper (`CN_IDX_DM`), also its multicast group number.
@@ -44,8 +46,5 @@ pub const CONNECTOR_MAX_MSG_SIZE: usize = 16384;
 /// `DM_ULOG_PREALLOCED_SIZE`: the kernel's buffer for cn_msg + request + payload, so the most
 /// a kernel request can carry is 512 - 20 - 160 = 332 bytes.
 pub const DM_ULOG_PREALLOCED_SIZE: usize = 512;
-/// The largest request payload a kernel sends.
-pub const MAX_REQUEST_PAYLOAD: usize =
-    DM_ULOG_PREALLOCED_SIZE - buffer::CN_MSG_LEN - buffer::REQUEST_HEADER_LEN;
 /// The largest request datagram a kernel sends (what a receive buffer needs).
 pub const MAX_REQUEST_FRAME: usize = buffer::NLMSGHDR_LEN + DM_ULOG_PREALLOCED_SIZE;

@@ -10,7 +10,7 @@ use crate::instance_lock::{InstanceLock, NotLocked};
 use crate::notify::notify;
 use crate::signals::{Asked, Signals};
 use crate::telemetry::LevelHandle;
-use crate::{control, metrics};
+use crate::{control, metrics_endpoint};
 
 pub fn run(settings: Settings, overrides: &Overrides, level: LevelHandle) -> Result<(), String> {
     actix::System::new().block_on(serve(settings, overrides, level))
@@ -154,9 +154,9 @@ async fn dump(observer: &Observer) {
 /// would leave every mirror waiting for its log, and systemd restarting it into the same
 /// failure. Alerting on a missing scrape target catches the failure instead.
 fn serve_metrics(address: std::net::SocketAddr, observer: dm_ulog_actors::Observer) {
-    let started = metrics::bind(address).and_then(|listener| {
+    let started = metrics_endpoint::bind(address).and_then(|listener| {
         let bound = listener.local_addr()?;
-        metrics::spawn(listener, observer)?;
+        metrics_endpoint::spawn(listener, observer)?;
         Ok(bound)
     });
     match started {

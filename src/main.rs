@@ -9,11 +9,11 @@ mod daemon;
 mod exposition;
 mod inspect;
 mod instance_lock;
-mod metrics;
+mod metrics_endpoint;
 mod notify;
 mod signals;
 mod simulate;
-mod status;
+mod status_command;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -86,7 +86,9 @@ fn main() -> ExitCode {
     };
     exit(match command {
         Command::Simulate(args) => simulate::run(settings, args),
-        Command::Status { json, watch } => status::run(&settings.control_socket, json, watch),
+        Command::Status { json, watch } => {
+            status_command::run(&settings.control_socket, json, watch)
+        }
         // Inspect returned above, before any configuration was read.
         Command::Run | Command::Inspect { .. } => daemon::run(settings, &overrides, level),
     })

@@ -8,9 +8,8 @@
 use std::fmt;
 
 use super::buffer::{ConnectorBuffer, RequestBuffer, CONNECTOR_HEADER_LEN, REQUEST_HEADER_LEN};
-use super::{
-    Errno, CN_IDX_DM, CN_VAL_DM_USERSPACE_LOG, DM_UUID_LEN, MAX_FLUSH_GROUP_COUNT, NLMSG_DONE,
-};
+use super::key::{LogKey, Uuid};
+use super::{Errno, CN_IDX_DM, CN_VAL_DM_USERSPACE_LOG, MAX_FLUSH_GROUP_COUNT, NLMSG_DONE};
 use crate::units::RegionIndex;
 
 /// The 17 request types of `<linux/dm-log-userspace.h>`.
@@ -90,78 +89,6 @@ impl RequestType {
 impl fmt::Display for RequestType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// A log's uuid as the kernel sends it: at most 128 bytes, NUL-padded to 129.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Uuid([u8; DM_UUID_LEN]);
-
-impl Uuid {
-    /// A uuid from text; `None` when it does not fit the field or holds a NUL.
-    pub fn new(text: &str) -> Option<Uuid> {
-        let bytes = text.as_bytes();
-        if bytes.len() >= DM_UUID_LEN || bytes.contains(&0) {
-            return None;
-        }
-        let mut field = [0u8; DM_UUID_LEN];
-        field[..bytes.len()].copy_from_slice(bytes);
-        Some(Uuid(field))
-    }
-
-    /// The uuid field as received; bytes after the first NUL are ignored, and a field with no
-    /// NUL at all is cut at 128 bytes, as the kernel's own strings would be.
-    fn from_field(field: &[u8]) -> Uuid {
-        let mut uuid = [0u8; DM_UUID_LEN];
-        let len = field.iter().position(|b| *b == 0).unwrap_or(DM_UUID_LEN - 1);
-        uuid[..len].copy_from_slice(&field[..len]);
-        Uuid(uuid)
-    }
-
-    /// The uuid's bytes, without the NUL padding.
-    pub fn as_bytes(&self) -> &[u8] {
-        let len = self.0.iter().position(|b| *b == 0).unwrap_or(DM_UUID_LEN);
-        &self.0[..len]
-    }
-
-    pub fn field(&self) -> &[u8; DM_UUID_LEN] {
-        &self.0
-    }
-}
-
-/// For people and log lines: the uuid as text, its control characters escaped (`\n`,
-/// `\u{1b}`) and bytes that are not UTF-8 replaced, so that no uuid can forge a log line or
-/// reach a terminal raw. [`Uuid::as_bytes`] is the uuid itself.
-impl fmt::Display for Uuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in String::from_utf8_lossy(self.as_bytes()).chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Uuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Uuid({self})")
-    }
-}
-
-/// What identifies one log instance: the uuid, plus the kernel's luid, which tells apart the
-/// live and the inactive table of the same mirror.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct LogKey {
-    pub uuid: Uuid,
-    pub luid: u64,
-}
-
-impl fmt::Display for LogKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{:#x}", self.uuid, self.luid)
     }
 }
 

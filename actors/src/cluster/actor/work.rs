@@ -1,0 +1,59 @@
+//! What a kernel request becomes in a clustered log's order: an [`Op`] for the group, or a
+//! read of the local replica, held in a [`Slot`] until its turn to be answered.
+
+use crate::cluster::state::{ClusterState, Op};
+use crate::reply_to::ReplyTo;
+use crate::wire::{Reply, ReplyPayload, Request};
+
+/// One kernel request in its place in this log's order.
+pub(super) struct Slot {
+    pub(super) to: ReplyTo,
+    pub(super) work: Work,
+}
+
+pub(super) enum Work {
+    /// An op, held until it is multicast (`sent`), then answered when it comes back.
+    Op { op: Op, sent: bool },
+    /// Applied by the group at `position`; a clustered-disk FLUSH also waits for the disk.
+    /// After a POSTSUSPEND the member leaves the group.
+    Applied { reply: Reply, position: u64, needs_disk: bool, then_leave: bool },
+    /// Answered from the replica once everything before it is answered.
+    Read(LocalRead),
+}
+
+/// The requests a member answers from its own replica.
+pub(super) enum LocalRead {
+    InSync(u64),
+    SyncCount,
+}
+
+/// A read answered from the replica.
+pub(super) fn read(state: &ClusterState, request: &LocalRead) -> Reply {
+    match request {
+        LocalRead::InSync(region) => state.in_sync(*region).map(ReplyPayload::Flag),
+        LocalRead::SyncCount => Ok(ReplyPayload::Count(state.sync_count())),
+    }
+}
+
+/// Where a request goes: an op for the group, or a read of the replica; `None` for the
+/// requests answered on the spot.
+pub(super) fn work_of(request: &Request) -> Option<Work> {
+    let regions = |batch: &crate::wire::RegionBatch| batch.iter().map(|r| r.0).collect();
+    let op = match request {
+        Request::MarkRegion(batch) => Op::Mark(regions(batch)),
+        Request::ClearRegion(batch) => Op::Clear(regions(batch)),
+        Request::Flush(batch) => Op::Flush(regions(batch)),
+        Request::GetResyncWork => Op::GetResyncWork,
+        Request::SetRegionSync { region, in_sync } => {
+            Op::SetRegionSync { region: region.0, in_sync: *in_sync }
+        }
+        Request::Resume => Op::Resume,
+        Request::Postsuspend => Op::Postsuspend,
+        Request::IsClean(region) => Op::IsClean(region.0),
+        Request::IsRemoteRecovering(region) => Op::IsRemoteRecovering(region.0),
+        Request::InSync(region) => return Some(Work::Read(LocalRead::InSync(region.0))),
+        Request::GetSyncCount => return Some(Work::Read(LocalRead::SyncCount)),
+        _ => return None,
+    };
+    Some(Work::Op { op, sent: false })
+}

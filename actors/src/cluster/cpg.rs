@@ -1,19 +1,18 @@
 //! CPG, corosync's closed process groups, as one log's group sees it: join, multicast, leave,
 //! and a stream of what CPG delivers (views and messages, in the agreed order).
 //!
-//! rust-corosync calls back through plain `fn` pointers, so the callbacks find their group's
-//! channel in a process-wide table keyed by the group's name. They run inside `dispatch`,
-//! which the event stream calls on the log actor's own thread whenever the CPG fd is
-//! readable; the events then come out of the stream in the order CPG delivered them.
+//! rust-corosync calls back through plain `fn` pointers, so each connection (one per group)
+//! carries its group's channel as the CPG context, and the callbacks find it there: no table
+//! shared by the process, so engines in one process keep their groups apart. The callbacks
+//! run inside `dispatch`, which the event stream calls on the log actor's own thread whenever
+//! the CPG fd is readable; the events then come out of the stream in the order CPG delivered
+//! them.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use actix::prelude::Stream;
-use dashmap::DashMap;
 use rust_corosync::{cpg, CsError, DispatchFlags, NodeId};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -46,18 +45,11 @@ pub enum Sent {
     TryAgain,
 }
 
-/// Each group's channel, for the callbacks, with the handle that owns it (a log replaced by
-/// a newer instance must not take its successor's route away).
-static ROUTES: LazyLock<DashMap<String, (u64, UnboundedSender<GroupEvent>)>> =
-    LazyLock::new(DashMap::new);
-static NEXT_ROUTE: AtomicU64 = AtomicU64::new(0);
-
 /// A joined group.
 pub struct CpgGroup {
     /// A clone: the connection closes when the event stream, which owns it, is dropped.
     handle: cpg::Handle,
     name: String,
-    route: u64,
     me: Member,
 }
 
@@ -70,19 +62,21 @@ impl CpgGroup {
             confchg_fn: Some(on_confchg),
             totem_confchg_fn: None,
         });
+        let (tx, rx) = unbounded_channel();
+        let route = Route(Box::into_raw(Box::new(tx)));
+        // rust-corosync 3.2's initialize hands corosync the address of its own argument, not
+        // the value, as the context: the route is set afterwards, before any dispatch.
         let handle = cpg::initialize(&model, 0)?;
+        cpg::context_set(&handle, route.0 as u64)?;
         let node = u32::from(cpg::local_get(&handle)?);
         let fd = cpg::fd_get(&handle)?;
         // SAFETY: the fd is open as long as the handle is; the stream owns both and drops the
         // AsyncFd (deregistering the fd) before the handle (which closes it).
         let fd = unsafe { AsyncFd::register_with_interest(BorrowedRawFd(fd), Interest::READABLE) }
             .map_err(|_| CsError::CsErrLibrary)?;
-        let (tx, rx) = unbounded_channel();
-        let route = NEXT_ROUTE.fetch_add(1, Ordering::Relaxed);
-        ROUTES.insert(name.to_owned(), (route, tx));
         let me = Member { node, pid: std::process::id() };
-        let group = CpgGroup { handle: handle.clone(), name: name.to_owned(), route, me };
-        let events = GroupEvents { fd, handle, rx, lost: false };
+        let group = CpgGroup { handle: handle.clone(), name: name.to_owned(), me };
+        let events = GroupEvents { fd, handle, rx, lost: false, _route: route };
         cpg::join(&group.handle, name)?;
         Ok((group, events))
     }
@@ -105,7 +99,6 @@ impl Drop for CpgGroup {
     /// Leaves the group; dropping the event stream then disconnects from corosync.
     fn drop(&mut self) {
         let _ = cpg::leave(&self.handle, &self.name);
-        ROUTES.remove_if(&self.name, |_, (route, _)| *route == self.route);
     }
 }
 
@@ -117,6 +110,20 @@ pub struct GroupEvents {
     handle: cpg::Handle,
     rx: UnboundedReceiver<GroupEvent>,
     lost: bool,
+    /// Declared after `handle`: freed only once the connection, and so any dispatch, is gone.
+    _route: Route,
+}
+
+/// The group's channel, owned here and lent to corosync as the connection's context, where
+/// the callbacks find it.
+struct Route(*mut UnboundedSender<GroupEvent>);
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from Box::into_raw in `join` and is freed only here; the
+        // callbacks that read it run inside `dispatch`, which no finalized connection runs.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
 }
 
 impl Stream for GroupEvents {
@@ -163,24 +170,27 @@ fn member(nodeid: NodeId, pid: u32) -> Member {
     Member { node: u32::from(nodeid), pid }
 }
 
-fn route(group: &str, event: GroupEvent) {
-    if let Some(entry) = ROUTES.get(group) {
-        let _ = entry.1.send(event);
-    }
+/// Hands an event to the channel of the connection that `dispatch` called back for.
+fn route(handle: &cpg::Handle, event: GroupEvent) {
+    let Ok(context) = cpg::context_get(handle) else { return };
+    // SAFETY: the context is the connection's Route, set at initialize; it outlives every
+    // dispatch of that connection (see `GroupEvents::_route`).
+    let sender = unsafe { &*(context as *const UnboundedSender<GroupEvent>) };
+    let _ = sender.send(event);
 }
 
-fn on_deliver(_: &cpg::Handle, group: String, nodeid: NodeId, pid: u32, msg: &[u8], _: usize) {
-    route(&group, GroupEvent::Delivered { from: member(nodeid, pid), bytes: msg.to_vec() });
+fn on_deliver(handle: &cpg::Handle, _: String, nodeid: NodeId, pid: u32, msg: &[u8], _: usize) {
+    route(handle, GroupEvent::Delivered { from: member(nodeid, pid), bytes: msg.to_vec() });
 }
 
 fn on_confchg(
-    _: &cpg::Handle,
-    group: &str,
+    handle: &cpg::Handle,
+    _: &str,
     members: Vec<cpg::Address>,
     left: Vec<cpg::Address>,
     joined: Vec<cpg::Address>,
 ) {
     let list = |l: Vec<cpg::Address>| l.into_iter().map(|a| member(a.nodeid, a.pid)).collect();
     let (members, left, joined) = (list(members), list(left), list(joined));
-    route(group, GroupEvent::View { members, left, joined });
+    route(handle, GroupEvent::View { members, left, joined });
 }

@@ -4,33 +4,41 @@
 //! itself, so a daemon that changed log state there would diverge from the majority. A
 //! thread keeps [`Quorum::is_quorate`] current from the service's notifications (and
 //! reconnects when corosync restarts); log actors read it before sending any change.
+//!
+//! The flag belongs to the engine that started the watcher, lent to corosync as the
+//! connection's context (its callback takes no other), so engines in one process keep their
+//! own. The thread ends once the last [`Quorum`] is dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rust_corosync::{quorum, DispatchFlags, NodeId, TrackFlags};
 
 /// How long the watcher waits between attempts to reach corosync.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+/// How often a watcher with nothing to dispatch checks that its engine still wants it.
+const OWNER_CHECK: Duration = Duration::from_secs(1);
 
-/// Whether this node's partition has quorum: written by the watcher thread (through
-/// corosync's callback, which takes no context), read by every clustered log.
-static QUORATE: AtomicBool = AtomicBool::new(false);
-
-/// The node's quorum, kept current by a watcher thread. Cheap to clone.
+/// The node's quorum, kept current by a watcher thread: whether this node's partition has
+/// quorum, read by every clustered log of one engine. Cheap to clone.
 #[derive(Clone)]
-pub struct Quorum(());
+pub struct Quorum(Arc<AtomicBool>);
 
 impl Quorum {
     /// Starts the watcher. Until corosync answers, the node counts as without quorum.
     pub fn watch() -> Quorum {
+        let quorate = Arc::new(AtomicBool::new(false));
+        let owner = Arc::downgrade(&quorate);
         std::thread::Builder::new()
             .name("quorum".into())
-            .spawn(|| {
+            .spawn(move || {
                 // Said once per outage, not at every attempt.
                 let mut outage_reported = false;
-                loop {
-                    let error = follow(&mut outage_reported);
+                while let Some(quorate) = owner.upgrade() {
+                    let Some(error) = follow(&quorate, &owner, &mut outage_reported) else {
+                        return;
+                    };
                     if !outage_reported {
                         tracing::warn!(
                             ?error,
@@ -39,56 +47,74 @@ impl Quorum {
                         );
                         outage_reported = true;
                     }
-                    set_quorate(false);
+                    set_quorate(&quorate, false);
+                    drop(quorate);
                     std::thread::sleep(RECONNECT_DELAY);
                 }
             })
             .expect("spawning the quorum watcher");
-        Quorum(())
+        Quorum(quorate)
     }
 
     pub fn is_quorate(&self) -> bool {
-        QUORATE.load(Ordering::SeqCst)
+        self.0.load(Ordering::SeqCst)
     }
 }
 
-/// Follows the quorum service until it goes away, and says why.
-fn follow(outage_reported: &mut bool) -> rust_corosync::CsError {
-    match try_follow(outage_reported) {
-        Ok(never) => match never {},
-        Err(error) => error,
-    }
-}
-
-fn try_follow(
+/// Follows the quorum service until it goes away, and says why; `None` once the engine has
+/// dropped its [`Quorum`].
+fn follow(
+    quorate: &Arc<AtomicBool>,
+    owner: &Weak<AtomicBool>,
     outage_reported: &mut bool,
-) -> Result<std::convert::Infallible, rust_corosync::CsError> {
+) -> Option<rust_corosync::CsError> {
+    try_follow(quorate, owner, outage_reported).err()
+}
+
+/// `Ok` when the engine is gone; `Err` when corosync is.
+fn try_follow(
+    quorate: &Arc<AtomicBool>,
+    owner: &Weak<AtomicBool>,
+    outage_reported: &mut bool,
+) -> Result<(), rust_corosync::CsError> {
     let model = quorum::ModelData::ModelV1(quorum::Model1Data {
         flags: quorum::Model1Flags::None,
         quorum_notification_fn: Some(on_quorum),
         nodelist_notification_fn: None,
     });
+    // The context is the flag; `quorate` keeps it alive for as long as the handle can
+    // dispatch (the handle is dropped, and finalized, before this function returns).
+    // (Set after initialize: rust-corosync 3.2's initialize passes the address of its
+    // argument, not the value, as the context.)
     let (handle, _) = quorum::initialize(&model, 0)?;
+    quorum::context_set(&handle, Arc::as_ptr(quorate) as u64)?;
     *outage_reported = false;
     let fd = quorum::fd_get(&handle)?;
     quorum::trackstart(&handle, TrackFlags::Changes)?;
-    set_quorate(quorum::getquorate(&handle)?);
-    loop {
+    set_quorate(quorate, quorum::getquorate(&handle)?);
+    let timeout = OWNER_CHECK.as_millis() as libc::c_int;
+    // Our own `quorate` counts one: the engine's are the others.
+    while owner.strong_count() > 1 {
         let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd, for the duration of the call. A corosync that goes away
         // hangs the socket up, which ends the wait as an event would.
-        if unsafe { libc::poll(&mut poll, 1, -1) } > 0 {
+        if unsafe { libc::poll(&mut poll, 1, timeout) } > 0 {
             quorum::dispatch(&handle, DispatchFlags::All)?;
         }
     }
+    Ok(())
 }
 
-fn on_quorum(_: &quorum::Handle, quorate: bool, _: quorum::RingId, _: Vec<NodeId>) {
-    set_quorate(quorate);
+fn on_quorum(handle: &quorum::Handle, quorate: bool, _: quorum::RingId, _: Vec<NodeId>) {
+    let Ok(context) = quorum::context_get(handle) else { return };
+    // SAFETY: the context is the flag `try_follow` lent at initialize and keeps alive while
+    // it dispatches, and only its dispatch calls this.
+    let flag = unsafe { &*(context as *const AtomicBool) };
+    set_quorate(flag, quorate);
 }
 
-fn set_quorate(quorate: bool) {
-    if QUORATE.swap(quorate, Ordering::SeqCst) != quorate {
+fn set_quorate(flag: &AtomicBool, quorate: bool) {
+    if flag.swap(quorate, Ordering::SeqCst) != quorate {
         tracing::info!(quorate, "cluster quorum");
     }
 }

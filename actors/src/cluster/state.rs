@@ -79,8 +79,7 @@ impl ClusterState {
     /// The state of a log whose group starts afresh: every region clean, and `out_of_sync`
     /// as the first member found it.
     pub fn new(args: &LogArgs, out_of_sync: RoaringBitmap) -> ClusterState {
-        let region_count = u32::try_from(args.region_count().0)
-            .expect("LogArgs refuses region counts past u32::MAX");
+        let region_count = args.region_count().bitmap_bound();
         ClusterState {
             region_count,
             marks: BTreeMap::new(),

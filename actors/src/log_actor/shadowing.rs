@@ -20,7 +20,7 @@ impl LogActor {
             }
             return;
         }
-        let count = u32::try_from(self.region.region_count().0).expect("LogArgs bounds the count");
+        let count = self.region.region_count().bitmap_bound();
         match shadow.load(Owner { key: &self.key, ctr: &self.ctr }, count) {
             Ok(None) => tracing::warn!(
                 %uuid, luid, "reconnect without a shadow: the log starts from its own state"

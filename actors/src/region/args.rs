@@ -87,8 +87,7 @@ impl LogArgs {
 
     /// Every region of the log, as bitmap indices.
     pub fn all_regions(&self) -> RoaringBitmap {
-        let count = u32::try_from(self.region_count().0)
-            .expect("LogArgs refuses region counts past u32::MAX");
+        let count = self.region_count().bitmap_bound();
         let mut all = RoaringBitmap::new();
         all.insert_range(0..count);
         all.optimize();

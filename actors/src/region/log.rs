@@ -61,8 +61,7 @@ pub struct ShadowSets {
 impl RegionLog {
     /// A new log as `core_ctr` sets it up: every region clean; in sync only with `nosync`.
     pub fn new(args: &LogArgs) -> RegionLog {
-        let region_count = u32::try_from(args.region_count().0)
-            .expect("LogArgs refuses region counts past u32::MAX");
+        let region_count = args.region_count().bitmap_bound();
         let out_of_sync = args.initial_out_of_sync();
         RegionLog {
             region_size: args.region_size,

@@ -81,7 +81,7 @@ impl Loader {
         } else {
             le64(8).unwrap_or(0)
         };
-        let known = u32::try_from(stored_regions.min(count.0)).expect("region counts fit u32");
+        let known = count.bitmap_bound().min(u32::try_from(stored_regions).unwrap_or(u32::MAX));
         Loader { count, sync, header_block, incompatible, known, clean: RoaringBitmap::new() }
     }
 
@@ -99,7 +99,7 @@ impl Loader {
 
     /// What the image said.
     pub fn finish(self) -> Loaded {
-        let count32 = u32::try_from(self.count.0).expect("region counts fit u32");
+        let count32 = self.count.bitmap_bound();
         let mut dirty = RoaringBitmap::new();
         dirty.insert_range(0..self.known);
         dirty -= self.clean;

@@ -11,6 +11,8 @@
 #   guest.sh cleanup <dm-ulogd> <share>                     tidy up after a case
 #   guest.sh bench <dm-ulogd> <share> <sentinel> <rounds> [<daemon args>]
 #                                                           the benchmark, not a test (see bench())
+#   guest.sh powercut-write|powercut-check <dm-ulogd> <share> <sentinel> <write boot's share>
+#                                                           case 13's two boots (see there)
 #
 # Each case runs in its own bash under `timeout` and prints `PASS <name>` or
 # `FAIL <name>: <why>` per (sub)case; main appends the sentinel when every case has run. All
@@ -25,6 +27,8 @@
 #   ram88 .. ram95 legs (64 KiB slices), ram87 logs (4 KiB linear slices)   case 10
 #   ram0 ram1 legs (under kt-l11a/b), ram2 log          case 11
 #   ram8 .. ram71 legs, ram72 .. ram87 logs    case 6
+#   loop devices over files in $KT (dm-log-writes, its recording, the replays)    case 12
+#   /dev/vda, a virtio disk backed by a host file (case 13's two boots)
 # Every wait is bounded. A dm request to a dead daemon blocks in the kernel for good (the
 # kernel retries every 2 s), so the cases themselves are bounded by `timeout` from main, and
 # the whole guest by the host's `timeout` around QEMU.
@@ -1141,6 +1145,174 @@ c11_run() {
 }
 
 # ===========================================================================================
+# Case 12: power cuts, by replaying a recording of every write (tests/kernel/README.md, "Power
+# cuts", says what this proves and what the QEMU kill in tests/kernel/powercut proves). The
+# legs, the log and the writer's journal are linear slices of one dm-log-writes device over a
+# loop file, so the recording holds every write of the three in one order, FLUSH and FUA
+# included: one disk with a volatile cache. The mirror is created `nosync` on zeros and
+# tests/kernel/powercut.py writes batches to it, each made durable (fdatasync) before its
+# acknowledgement goes to the journal with FUA. Then, for 10 cut points (half just after a
+# FLUSH or FUA, half anywhere), the first entries of the recording are replayed onto a file of
+# zeros, the machine "reboots" into that image: the same table is created on it (a fresh
+# CTR: no shadow, as after a real power cut), the log's unclean regions are read off the
+# device first, the kernel resyncs what the log says, and then the legs must be identical and
+# every acknowledged batch must read back. The same for the kernel's own `disk` log (the
+# control), dm-ulogd `disk`, `disk` + integrated_flush and `clustered-disk` on a one-node
+# corosync; and, for the kernel's log and dm-ulogd's `disk`, a cut while leg b is failed
+# (its slice turned to `error` mid-write), before any repair: after the reboot every region
+# an acknowledged batch wrote meanwhile must be unclean, and be resynced.
+# ===========================================================================================
+PC=$(dirname "$0")/powercut.py
+PCS=4096                          # 2 MiB legs
+PC_RS=64                          # 32 KiB regions: 64 of them
+PC_NREG=$((PCS / PC_RS))
+PC_IMG=$((2 * PCS + 4096))        # legs, a 1 MiB log, a 1 MiB journal
+PC_CUTS=10
+case_12() {
+    local kind
+    for kind in kernel-disk ulogd-disk ulogd-disk-if; do
+        subcase "12-power-cut-$kind" c12_run "$kind" ""
+    done
+    subcase 12-power-cut-leg-failed-kernel-disk c12_run kernel-disk leg-failed
+    subcase 12-power-cut-leg-failed-ulogd-disk c12_run ulogd-disk leg-failed
+    subcase 12-corosync-up c8_up
+    subcase 12-power-cut-ulogd-clustered-disk c12_run ulogd-clustered-disk ""
+    daemon_restart "" >>"$CASELOG" 2>&1
+    corosync_stop
+}
+c12_table() { # <kind> <tag> [nosync]: the mirror's table. The recording creates the mirror
+    # `nosync` on zeros; the reboot leaves the flag out, as an existing mirror is activated:
+    # with `sync` or `nosync` the kernel's disk log (read_header) ignores what the device holds.
+    local t=$2 legs log args
+    legs="2 /dev/mapper/kt-l${t}a 0 /dev/mapper/kt-l${t}b 0" log=/dev/mapper/kt-l${t}g
+    case $1 in
+    kernel-disk) args="disk $log $PC_RS ${3:-}" ;;
+    ulogd-disk) args="KT$t-d disk $log $PC_RS ${3:-}" ;;
+    ulogd-disk-if) args="KT$t-di integrated_flush disk $log $PC_RS ${3:-}" ;;
+    ulogd-clustered-disk) args="KT$t-c clustered-disk $log $PC_RS ${3:-}" ;;
+    esac
+    set -- $args
+    if [ "$1" = disk ]; then
+        shift
+        echo "0 $PCS mirror disk $# $* $legs"
+    else
+        echo "0 $PCS mirror userspace $# $* $legs"
+    fi
+}
+c12_slices() { # <device> [<tag> <offset>]: legs a and b, the log (g) and the journal (j), linear slices of it
+    local t=${2:-12} o=${3:-0}
+    create kt-l${t}a "0 $PCS linear $1 $o" && create kt-l${t}b "0 $PCS linear $1 $((o + PCS))" &&
+        create kt-l${t}g "0 2048 linear $1 $((o + 2 * PCS))" &&
+        create kt-l${t}j "0 2048 linear $1 $((o + 2 * PCS + 2048))"
+}
+c12_unslice() { # [<tag>]
+    local t=${1:-12}
+    remove kt-l${t}a && remove kt-l${t}b && remove kt-l${t}g && remove kt-l${t}j
+}
+c12_loop() { # <file> <bytes>: a fresh sparse file of zeros on a loop device; prints the device
+    rm -f "$1" && truncate -s "$2" "$1" && losetup -f --show "$1"
+}
+c12_record() { # <kind> <leg-failed|"">: the workload, recorded between the marks start and stop
+    local kind=$1 base rec writer
+    base=$(c12_loop "$KT/pc.base" $((PC_IMG * 512))) && rec=$(c12_loop "$KT/pc.rec" 256M) ||
+        { why "losetup failed"; return 1; }
+    create kt-w12 "0 $PC_IMG log-writes $base $rec" || return 1
+    c12_slices /dev/mapper/kt-w12 || return 1
+    create kt-m12 "$(c12_table "$kind" 12 nosync)" || return 1
+    rm -f "$KT/pc.failed"
+    must dmsetup message kt-w12 0 mark start || return 1
+    python3 "$PC" write /dev/mapper/kt-m12 /dev/mapper/kt-l12j 3 "$SEED" "$KT/pc.batches" "$KT/pc.failed" &
+    writer=$!
+    if [ -n "$2" ]; then
+        sleep 1
+        must dmsetup load kt-l12b --table "0 $PCS error" && must dmsetup suspend kt-l12b &&
+            must dmsetup resume kt-l12b || return 1
+        touch "$KT/pc.failed"
+    fi
+    wait_pids 120 $writer || return 1
+    must dmsetup message kt-w12 0 mark stop || return 1
+    note "12 $kind${2:+ ($2)}: recorded $(wc -l <"$KT/pc.batches") batches; status $(status_words kt-m12)"
+    remove kt-m12 && c12_unslice && remove kt-w12 || return 1
+    losetup -d "$base" "$rec"
+}
+c12_run() { # <kind> <leg-failed|"">
+    local kind=$1 cuts dev out rc line
+    SEED=$RANDOM
+    note "12 $kind${2:+ ($2)}: seed $SEED"
+    c12_record "$kind" "$2" || return 1
+    if [ -n "$2" ]; then
+        # One cut at the end of the recording: after the failure, before any repair.
+        cuts=$(python3 "$PC" end "$KT/pc.rec") || { why "no end: $cuts"; return 1; }
+    else
+        cuts=$(python3 "$PC" cuts "$KT/pc.rec" $PC_CUTS "$SEED") || { why "no cut points: $cuts"; return 1; }
+    fi
+    # The slices stay on the loop device across the cuts: the replays rewrite the file under
+    # them, and powercut.py drops the log slice's page cache (dm-ulogd reads it buffered).
+    dev=$(c12_loop "$KT/pc.img" $((PC_IMG * 512))) || { why "losetup failed"; return 1; }
+    c12_slices "$dev" || return 1
+    out=$(python3 "$PC" reboot kt-m12 "$(c12_table "$kind" 12)" /dev/mapper/kt-l12 \
+        "$KT/pc.batches" $((PC_RS * 512)) "$KT/pc.rec" "$KT/pc.img" $cuts 2>>"$CASELOG")
+    rc=$?
+    while IFS= read -r line; do
+        note "12 $kind${2:+ ($2)}: $line"
+    done <<<"$out"
+    [ "$rc" -eq 0 ] || { why "$(tail -n 1 <<<"$out")"; return 1; }
+    c12_unslice && losetup -d "$dev" || return 1
+    check_daemon
+}
+
+# ===========================================================================================
+# Case 13 (two boots, driven by tests/kernel/run): a real power cut. The legs, logs and
+# journals of four mirrors (the kernel's `disk` log, dm-ulogd `disk`, `disk` +
+# integrated_flush, and `clustered-disk` served single-node) are slices of a virtio disk
+# backed by a file on the host. The first boot (powercut-write) starts case 12's writer on
+# each and says `INFO powercut: writing`; the host then kills QEMU with SIGKILL at a random
+# moment. The batches files are on that boot's 9p share, which is the host's file system.
+# The second boot (powercut-check) starts a fresh daemon (an empty state_dir), creates the
+# same tables on the same disk and checks each mirror as case 12 checks a cut.
+# ===========================================================================================
+PC13_KINDS="kernel-disk ulogd-disk ulogd-disk-if ulogd-clustered-disk"
+c13_each() { # <function> [args...]: the function for each kind, with its kind, tag and offset
+    local i=0 kind
+    for kind in $PC13_KINDS; do
+        "$@" "$kind" "13$i" $((i * PC_IMG)) || return 1
+        i=$((i + 1))
+    done
+}
+c13_start() { # <kind> <tag> <offset>: the mirror on its slices of the virtio disk, and its writer
+    c12_slices /dev/vda "$2" "$3" && create "kt-m$2" "$(c12_table "$1" "$2" nosync)" || return 1
+    setsid python3 "$PC" write "/dev/mapper/kt-m$2" "/dev/mapper/kt-l$2j" 600 "$RANDOM" \
+        "$SHARE/pc-$2.batches" </dev/null >>"$CASELOG" 2>&1 &
+}
+c13_writing() { # <kind> <tag> <offset>: until its writer has started a batch (60 s)
+    local i
+    for i in $(seq 600); do
+        [ -s "$SHARE/pc-$2.batches" ] && return 0
+        sleep 0.1
+    done
+    why "the $1 writer started no batch within 60 s"
+}
+powercut_write() { # the host waits for the INFO line on the console
+    c13_each c13_start >>"$CASELOG" 2>&1 && c13_each c13_writing >>"$CASELOG" 2>&1 || return 1
+    note "powercut: writing"
+    sleep 600
+    why "still running 600 s after the writers started: the host did not cut the power"
+}
+c13_check() { # <kind> <tag> <offset>
+    local kind=$1 t=$2 out rc
+    [ -s "$PCW_SHARE/pc-$t.batches" ] || { why "no batches from the first boot: did it write?"; return 1; }
+    c12_slices /dev/vda "$t" "$3" || return 1
+    out=$(python3 "$PC" reboot "kt-m$t" "$(c12_table "$kind" "$t")" "/dev/mapper/kt-l$t" \
+        "$PCW_SHARE/pc-$t.batches" $((PC_RS * 512)) 2>>"$CASELOG")
+    rc=$?
+    note "13 $kind: $(wc -l <"$PCW_SHARE/pc-$t.batches") batches started; $out"
+    [ "$rc" -eq 0 ] || { why "$out"; return 1; }
+    c12_unslice "$t"
+}
+c13_subcase() { subcase "13-qemu-killed-$1" c13_check "$@"; }
+powercut_check() { c13_each c13_subcase; }
+
+# ===========================================================================================
 # Bench mode (tests/kernel/bench; not a test case, no verdicts): O_DIRECT sequential writes
 # through a mirror whose log is (A) the kernel's own `disk`, (B) dm-ulogd `disk`, (C) dm-ulogd
 # `disk` + integrated_flush, interleaved A B C A B C ... in one guest so that drift hits all
@@ -1216,9 +1388,13 @@ cleanup() { # after each case: a live daemon, nothing suspended, no test devices
     while read -r name attr; do
         [[ $attr == *s* ]] && timeout 30 dmsetup resume "$name"
     done < <(dmsetup info -c --noheadings -o name,attr --separator ' ' 2>/dev/null | grep '^kt-')
-    for name in $(dmsetup ls 2>/dev/null | awk '/^kt-[mb]/ { print $1 }') $(dmsetup ls 2>/dev/null | awk '/^kt-l/ { print $1 }'); do
-        timeout 60 dmsetup remove --force "$name" || echo "cleanup: could not remove $name"
+    # Top down: mirrors, then the slices under them, then case 12's dm-log-writes device.
+    for prefix in 'kt-[mb]' kt-l kt-w; do
+        for name in $(dmsetup ls 2>/dev/null | awk -v p="^$prefix" '$1 ~ p { print $1 }'); do
+            timeout 60 dmsetup remove --force "$name" || echo "cleanup: could not remove $name"
+        done
     done
+    losetup -D
 }
 
 setup_env() { # <bin> <share>
@@ -1259,6 +1435,23 @@ bench)
     emit "$4"
     sync
     ;;
+powercut-write | powercut-check)
+    # guest.sh powercut-write|powercut-check <dm-ulogd> <share> <sentinel> <write boot's share>
+    setup_env "$2" "$3"
+    PCW_SHARE=$5
+    : >"$RESULTS"
+    if ! daemon_start >>"$CASELOG" 2>&1; then
+        emit "FAIL daemon: $(cat "$KT/why")"
+    elif [ "$MODE" = powercut-write ]; then
+        rm -f "$KT/why"
+        powercut_write || emit "FAIL 13-powercut-write: $(cat "$KT/why" 2>/dev/null)"
+    else
+        powercut_check
+    fi
+    dmesg >"$SHARE/dmesg.txt" 2>&1
+    emit "$4"
+    sync
+    ;;
 main)
     setup_env "$2" "$3"
     SENTINEL=$4
@@ -1275,7 +1468,7 @@ main)
     if ! daemon_start >>"$CASELOG" 2>&1; then
         emit "FAIL daemon: $(cat "$KT/why")"
     else
-        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180 [8]=420 [9]=420 [10]=900 [11]=420)
+        declare -A LIMIT=([1]=420 [2]=420 [3]=420 [4]=600 [5]=420 [6]=900 [7]=180 [8]=420 [9]=420 [10]=900 [11]=420 [12]=900)
         for c in "$@"; do
             cs=$SECONDS
             timeout -k 5 "${LIMIT[$c]:-600}" bash "$0" case "$c" "$BIN" "$SHARE"

@@ -28,6 +28,8 @@ use crate::units::RegionCount;
 /// Room enough for a blocking pwrite/fdatasync loop; the default 2 MiB per log adds up.
 const STACK_SIZE: usize = 256 * 1024;
 
+/// A disk log's I/O thread and the queue to it: the only code that blocks on the log's
+/// device, so a slow device stalls its own log and nothing else.
 pub struct Flusher {
     device: Arc<LogDevice>,
     jobs: mpsc::Sender<Job>,

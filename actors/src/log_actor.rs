@@ -55,6 +55,8 @@ pub struct Shutdown(pub oneshot::Sender<()>);
 #[rtype(result = "()")]
 pub struct Retire;
 
+/// One single-host log (`core` or `disk`): its state, its order and, for a disk log, its
+/// device and group commit belong to this actor alone, so no lock stands between requests.
 pub struct LogActor {
     key: LogKey,
     generation: u64,

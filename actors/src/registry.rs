@@ -43,6 +43,8 @@ impl LogHandle {
     }
 }
 
+/// Which actor serves which log: the socket actor looks every request up here, and a log
+/// actor that stops takes its own entry out (by generation, never its successor's).
 #[derive(Default)]
 pub struct Registry {
     logs: DashMap<LogKey, Entry>,

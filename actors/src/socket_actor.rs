@@ -27,6 +27,9 @@ use crate::EngineConfig;
 /// far less than the status buffer the kernel offers.
 const STATUS_ROOM: usize = 64;
 
+/// The one reader of the transport: decoding and routing happen in one place and in arrival
+/// order, so each log sees its requests in the order the kernel sent them, while the logs
+/// themselves run on other threads.
 pub struct SocketActor {
     config: EngineConfig,
     /// The node's quorum, when clustered logs are served through corosync.

@@ -48,6 +48,8 @@ const FLOW_CONTROL_RETRY: Duration = Duration::from_millis(2);
 /// How often held work is retried while waiting for quorum or the group.
 const WAIT_RETRY: Duration = Duration::from_millis(100);
 
+/// One clustered log on this host: it turns its kernel's requests into ops in the group's
+/// agreed order and answers them when they come back, so every host's replica agrees.
 pub struct ClusterLogActor {
     key: LogKey,
     generation: u64,

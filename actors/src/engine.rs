@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::log_actor::Describe;
+use crate::log_messages::{Describe, Shutdown};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::services::Services;
@@ -95,7 +95,7 @@ impl Engine {
             // The socket actor is gone already; its logs are drained directly.
             for log in self.services.registry.drain() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                log.shutdown.do_send(crate::log_actor::Shutdown(tx));
+                log.shutdown.do_send(Shutdown(tx));
                 let _ = rx.await;
             }
         }

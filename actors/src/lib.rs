@@ -30,6 +30,7 @@ mod engine;
 mod flusher;
 mod fnv;
 mod log_actor;
+mod log_messages;
 mod registry;
 mod reply_to;
 mod services;

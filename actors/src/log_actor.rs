@@ -12,54 +12,34 @@
 //! kernel reconnects takes the shadow back.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
 
 use crate::flusher::Flusher;
+use crate::log_messages::{Describe, LogRequest, Retire, Shutdown};
 use crate::metrics::Metrics;
 use crate::region::{LogArgs, LogKind, RegionLog};
-use crate::registry::Registry;
+use crate::registry::Registration;
 use crate::reply_to::ReplyTo;
 use crate::services::Services;
 use crate::shadow::{Shadow, StateDir};
 use crate::status::LogStatus;
 use crate::store::{DeviceClaims, DeviceError, LogDevice};
-use crate::transport::{Peer, ReplySink};
-use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request, RequestHeader};
+use crate::transport::ReplySink;
+use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request};
 
 mod disk;
 mod shadowing;
 
 use disk::{DiskLog, Waiter};
 
-/// A decoded request for this log.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LogRequest {
-    pub header: RequestHeader,
-    pub request: Request,
-    pub peer: Peer,
-    /// When the datagram was taken from the transport, for the latency metrics.
-    pub received: Instant,
-}
-
-/// Commit what is pending, then stop; the sender is told when that is done.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown(pub oneshot::Sender<()>);
-
-/// A newer CTR took this log's key: stop at once.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Retire;
-
 /// One single-host log (`core` or `disk`): its state, its order and, for a disk log, its
 /// device and group commit belong to this actor alone, so no lock stands between requests.
 pub struct LogActor {
     key: LogKey,
-    generation: u64,
+    /// Dropped with the actor: the registry stops routing to it.
+    _registration: Registration,
     args: LogArgs,
     /// The CTR string as the shadow names its owner, rendered once: the journal's hot path
     /// needs it whenever it compacts.
@@ -78,7 +58,6 @@ pub struct LogActor {
     /// The last refusal or failure, for the status report.
     last_error: Option<String>,
     sink: ReplySink,
-    registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     claims: Arc<DeviceClaims>,
 }
@@ -87,17 +66,17 @@ impl LogActor {
     pub(crate) fn new(
         key: LogKey,
         args: LogArgs,
-        generation: u64,
+        registration: Registration,
         state_dir: Option<&Arc<StateDir>>,
         services: Services,
     ) -> LogActor {
-        let Services { sink, registry, metrics, claims } = services;
+        let Services { sink, metrics, claims, .. } = services;
         let mut region = RegionLog::new(&args);
         let shadow = state_dir.map(|dir| Shadow::new(dir.clone(), &key));
         region.report_changes(shadow.is_some());
         LogActor {
             key,
-            generation,
+            _registration: registration,
             ctr: args.to_string(),
             args,
             region,
@@ -108,7 +87,6 @@ impl LogActor {
             closing: false,
             last_error: None,
             sink,
-            registry,
             metrics,
             claims,
         }
@@ -151,7 +129,7 @@ impl LogActor {
             match opened {
                 Ok((flusher, claim)) => {
                     let name = flusher.device().name().to_owned();
-                    act.disk = Some(DiskLog::new(flusher, claim, count, act.args.sync));
+                    act.disk = Some(DiskLog::new(flusher, claim, count));
                     // The kernel holds the named device as a dependency of the table.
                     act.constructed(&to, Ok(ReplyPayload::DeviceName(name)), ctx);
                 }
@@ -224,7 +202,6 @@ impl Actor for LogActor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.registry.remove_generation(&self.key, self.generation);
         tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log stopped");
     }
 }
@@ -283,11 +260,6 @@ impl Handler<Shutdown> for LogActor {
         self.commit(Waiter::Shutdown(done), ctx);
     }
 }
-
-/// Report this log's state.
-#[derive(Message)]
-#[rtype(result = "LogStatus")]
-pub struct Describe;
 
 impl Handler<Describe> for LogActor {
     type Result = MessageResult<Describe>;

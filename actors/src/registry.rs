@@ -1,19 +1,20 @@
 //! The routing table: which log actor serves which `(uuid, luid)`.
 //!
-//! Shared by the socket actor (which routes every request through it) and the log actors
-//! (which take themselves out when they stop), so it is a concurrent map. Every entry carries
-//! a generation, so that an actor replaced by a newer CTR for the same key cannot remove its
-//! successor on its way out.
+//! Shared by the socket actor (which routes every request through it) and the log actors'
+//! [`Registration`]s (which take their entry out when the actor is dropped), so it is a
+//! concurrent map. Every entry carries a generation, so that an actor replaced by a newer
+//! CTR for the same key cannot remove its successor on its way out.
 //!
 //! Logs are served by different kinds of actor (single-host and clustered), so an entry
 //! holds a [`LogHandle`]: the messages every log actor takes, whatever its kind.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use dashmap::DashMap;
 
-use crate::log_actor::{Describe, LogRequest, Retire, Shutdown};
+use crate::log_messages::{Describe, LogRequest, Retire, Shutdown};
 use crate::wire::LogKey;
 
 /// What the engine may ask of any log actor.
@@ -56,10 +57,33 @@ struct Entry {
     generation: u64,
 }
 
+/// A log actor's claim on its key, held by the actor and dropped with it: the registry then
+/// stops routing the key to it, but never to a successor that took the key since. With it,
+/// no log actor has to know the registry to leave it.
+pub struct Registration {
+    registry: Arc<Registry>,
+    key: LogKey,
+    generation: u64,
+}
+
+impl Registration {
+    /// The generation under which [`Registry::insert`] routes to this actor.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.remove_generation(&self.key, self.generation);
+    }
+}
+
 impl Registry {
-    /// A generation number for a log actor about to be started.
-    pub fn next_generation(&self) -> u64 {
-        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    /// The registration of a log actor about to be started for `key`, with a new generation.
+    pub fn register(registry: &Arc<Registry>, key: LogKey) -> Registration {
+        let generation = registry.next_generation.fetch_add(1, Ordering::Relaxed);
+        Registration { registry: registry.clone(), key, generation }
     }
 
     /// Routes `key` to `addr`; returns the actor it replaces, if any.
@@ -97,7 +121,7 @@ impl Registry {
     }
 
     /// Stops routing `key` only if it still goes to the actor of `generation`.
-    pub fn remove_generation(&self, key: &LogKey, generation: u64) {
+    fn remove_generation(&self, key: &LogKey, generation: u64) {
         self.logs.remove_if(key, |_, entry| entry.generation == generation);
     }
 

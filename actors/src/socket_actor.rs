@@ -13,9 +13,10 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use crate::cluster::{ClusterLogActor, Quorum};
-use crate::log_actor::{LogActor, LogRequest, Retire, Shutdown};
+use crate::log_actor::LogActor;
+use crate::log_messages::{LogRequest, Retire, Shutdown};
 use crate::region::LogArgs;
-use crate::registry::LogHandle;
+use crate::registry::{LogHandle, Registry};
 use crate::services::Services;
 use crate::shadow::StateDir;
 use crate::transport::{Datagram, Frame, Incoming, Peer};
@@ -118,18 +119,19 @@ impl SocketActor {
             _ => None,
         };
         let key = ctr.header.key();
-        let generation = self.services.registry.next_generation();
+        let registration = Registry::register(&self.services.registry, key.clone());
+        let generation = registration.generation();
         let services = self.services.clone();
         let worker = self.workers.get(self.next_worker % self.workers.len().max(1)).cloned();
         self.next_worker = self.next_worker.wrapping_add(1);
         let log = match quorum {
             Some(quorum) => {
-                let actor = ClusterLogActor::new(key.clone(), args, generation, quorum, services);
+                let actor = ClusterLogActor::new(key.clone(), args, registration, quorum, services);
                 LogHandle::of(&start_on(worker, actor))
             }
             None => {
                 let state_dir = self.state_dir.as_ref();
-                let actor = LogActor::new(key.clone(), args, generation, state_dir, services);
+                let actor = LogActor::new(key.clone(), args, registration, state_dir, services);
                 LogHandle::of(&start_on(worker, actor))
             }
         };

@@ -26,10 +26,10 @@ use super::quorum::Quorum;
 use super::replica::{Effect, Replica};
 use super::state::{ClusterState, Op};
 use crate::fnv::fnv1a;
-use crate::log_actor::{Describe, LogRequest, Retire, Shutdown};
+use crate::log_messages::{Describe, LogRequest, Retire, Shutdown};
 use crate::metrics::Metrics;
 use crate::region::LogArgs;
-use crate::registry::Registry;
+use crate::registry::Registration;
 use crate::reply_to::ReplyTo;
 use crate::services::Services;
 use crate::status::{ClusterStatus, LogStatus};
@@ -52,11 +52,11 @@ const WAIT_RETRY: Duration = Duration::from_millis(100);
 /// agreed order and answers them when they come back, so every host's replica agrees.
 pub struct ClusterLogActor {
     key: LogKey,
-    generation: u64,
+    /// Dropped with the actor: the registry stops routing to it.
+    _registration: Registration,
     args: LogArgs,
     quorum: Quorum,
     sink: ReplySink,
-    registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     claims: Arc<DeviceClaims>,
     /// What the state starts from should this member be the group's first: from CTR until
@@ -84,18 +84,17 @@ impl ClusterLogActor {
     pub(crate) fn new(
         key: LogKey,
         args: LogArgs,
-        generation: u64,
+        registration: Registration,
         quorum: Quorum,
         services: Services,
     ) -> ClusterLogActor {
-        let Services { sink, registry, metrics, claims } = services;
+        let Services { sink, metrics, claims, .. } = services;
         ClusterLogActor {
             key,
-            generation,
+            _registration: registration,
             args,
             quorum,
             sink,
-            registry,
             metrics,
             claims,
             fresh: RoaringBitmap::new(),
@@ -410,7 +409,6 @@ impl Actor for ClusterLogActor {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.group = None;
-        self.registry.remove_generation(&self.key, self.generation);
         tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "clustered log stopped");
     }
 }

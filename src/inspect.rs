@@ -6,7 +6,9 @@ use std::io::Read;
 use std::path::Path;
 
 use dm_ulog_actors::region::SyncMode;
-use dm_ulog_actors::store::format::{self, bitset_size, BITMAP_OFFSET, MIRROR_MAGIC};
+use dm_ulog_actors::store::format::{
+    self, bitset_size, Header, BITMAP_OFFSET, HEADER_LEN, MIRROR_MAGIC,
+};
 use dm_ulog_actors::units::RegionCount;
 use serde::Serialize;
 
@@ -44,24 +46,26 @@ pub fn run(path: &Path, json: bool) -> Result<(), String> {
 pub fn read(path: &Path) -> Result<Report, String> {
     let name = path.display().to_string();
     let mut file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
-    let mut header = [0u8; 16];
+    let mut header = [0u8; HEADER_LEN];
     file.read_exact(&mut header).map_err(|e| format!("{name}: not a disk log: {e}"))?;
-    let le32 = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
-    let magic = le32(0);
-    if magic != MIRROR_MAGIC {
+    let read = Header::read(&header);
+    if !read.is_mirror_log() {
+        let magic = read.magic;
         return Err(format!("{name}: not a dm disk log (magic {magic:#010x}, expected {MIRROR_MAGIC:#010x} \"MiRr\")"));
     }
-    let version = le32(4);
-    if !matches!(version, 1 | 2) {
+    if !read.is_readable() {
+        let version = read.version;
         return Err(format!("{name}: disk log version {version}, which the kernel cannot read"));
     }
-    let count = RegionCount(u64::from_le_bytes(header[8..16].try_into().expect("8 bytes")));
+    let count = RegionCount(read.nr_regions);
     if count.0 > u64::from(u32::MAX) {
         return Err(format!("{name}: header claims {count} regions, more than a log holds"));
     }
     let mut image = header.to_vec();
     let want = BITMAP_OFFSET as u64 + bitset_size(count);
-    file.take(want - 16).read_to_end(&mut image).map_err(|e| format!("{name}: {e}"))?;
+    file.take(want - HEADER_LEN as u64)
+        .read_to_end(&mut image)
+        .map_err(|e| format!("{name}: {e}"))?;
     if (image.len() as u64) < want {
         return Err(format!(
             "{name}: cut short: {} bytes, the header's {count} regions need {want}",
@@ -79,7 +83,7 @@ pub fn read(path: &Path) -> Result<Report, String> {
     let dirty = loaded.dirty.len();
     Ok(Report {
         path: name,
-        version,
+        version: read.version,
         regions: count.0,
         clean: count.0 - dirty,
         dirty,

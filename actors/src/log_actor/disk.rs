@@ -17,7 +17,7 @@ use crate::flusher::{Flusher, Writing};
 use crate::metrics::Metrics;
 use crate::region::SyncMode;
 use crate::reply_to::ReplyTo;
-use crate::store::format;
+use crate::store::format::{self, Header};
 use crate::store::{Claim, DeviceError, Layout};
 use crate::transport::ReplySink;
 use crate::units::RegionCount;
@@ -109,18 +109,13 @@ pub(super) const COMMIT_TIMES_KEPT: usize = 512;
 
 impl DiskLog {
     /// The device side of a log of `count` regions, opened, before its first resume.
-    pub(super) fn new(
-        flusher: Flusher,
-        claim: Claim,
-        count: RegionCount,
-        sync: SyncMode,
-    ) -> DiskLog {
+    pub(super) fn new(flusher: Flusher, claim: Claim, count: RegionCount) -> DiskLog {
         let device = flusher.device();
         DiskLog {
             layout: Layout {
                 count,
                 block_size: device.block_size(),
-                header_block: format::load(&[], count, sync).header_block,
+                header_block: Header::fresh_block(count),
             },
             status_name: device.status_name(),
             _claim: claim,

@@ -20,6 +20,58 @@ pub const MIRROR_DISK_VERSION: u32 = 2;
 /// Where the bitmap starts (`LOG_OFFSET` sectors).
 pub const BITMAP_OFFSET: usize = 1024;
 
+/// The header's first 16 bytes, all of it that the kernel reads or writes; the rest of the
+/// first 1024 bytes is written back as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub magic: u32,
+    pub version: u32,
+    pub nr_regions: u64,
+}
+
+/// The bytes [`Header`] covers.
+pub const HEADER_LEN: usize = 16;
+
+impl Header {
+    /// The header a log of `count` regions writes.
+    pub fn new(count: RegionCount) -> Header {
+        Header { magic: MIRROR_MAGIC, version: MIRROR_DISK_VERSION, nr_regions: count.0 }
+    }
+
+    /// The header in an image's first bytes; a field the bytes do not reach reads as 0, as
+    /// the zeroes of a device never written.
+    pub fn read(bytes: &[u8]) -> Header {
+        let field = |at: usize, len: usize| bytes.get(at..at + len);
+        let le32 = |at| field(at, 4).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4")));
+        let le64 = field(8, 8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8")));
+        Header { magic: le32(0), version: le32(4), nr_regions: le64 }
+    }
+
+    /// Whether this is a mirror log's header at all.
+    pub fn is_mirror_log(&self) -> bool {
+        self.magic == MIRROR_MAGIC
+    }
+
+    /// Whether the kernel can read this version (1 and 2 share the layout).
+    pub fn is_readable(&self) -> bool {
+        matches!(self.version, 1 | 2)
+    }
+
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `out`.
+    pub fn emit(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&self.magic.to_le_bytes());
+        out[4..8].copy_from_slice(&self.version.to_le_bytes());
+        out[8..16].copy_from_slice(&self.nr_regions.to_le_bytes());
+    }
+
+    /// The first 1024 bytes of a log of `count` regions written afresh: this header, zeroes.
+    pub fn fresh_block(count: RegionCount) -> Box<[u8; BITMAP_OFFSET]> {
+        let mut block = Box::new([0u8; BITMAP_OFFSET]);
+        Header::new(count).emit(&mut block[..]);
+        block
+    }
+}
+
 /// The bitmap's size for `count` regions: whole 32-bit words.
 pub fn bitset_size(count: RegionCount) -> u64 {
     count.0.div_ceil(32) * 4
@@ -65,21 +117,17 @@ pub struct Loader {
 impl Loader {
     /// Starts from the image's first bytes (up to [`BITMAP_OFFSET`]; fewer read as missing).
     pub fn new(header: &[u8], count: RegionCount, sync: SyncMode) -> Loader {
-        let le32 =
-            |at: usize| header.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
-        let le64 =
-            |at: usize| header.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+        let read = Header::read(header);
         let mut header_block = Box::new([0u8; BITMAP_OFFSET]);
         let kept = header.len().min(BITMAP_OFFSET);
         header_block[..kept].copy_from_slice(&header[..kept]);
-        let magic_ok = le32(0) == Some(MIRROR_MAGIC);
-        let version = le32(4).unwrap_or(0);
-        let incompatible = magic_ok && sync == SyncMode::Default && !matches!(version, 1 | 2);
+        let magic_ok = read.is_mirror_log();
+        let incompatible = magic_ok && sync == SyncMode::Default && !read.is_readable();
         // sync/nosync, a foreign magic or a version we cannot read: a new header, no regions known.
         let stored_regions = if sync != SyncMode::Default || !magic_ok || incompatible {
             0
         } else {
-            le64(8).unwrap_or(0)
+            read.nr_regions
         };
         let known = count.bitmap_bound().min(u32::try_from(stored_regions).unwrap_or(u32::MAX));
         Loader { count, sync, header_block, incompatible, known, clean: RoaringBitmap::new() }
@@ -109,15 +157,9 @@ impl Loader {
         }
         dirty.optimize();
         let mut header_block = self.header_block;
-        write_header(&mut header_block, self.count);
+        Header::new(self.count).emit(&mut header_block[..]);
         Loaded { dirty, header_block, incompatible: self.incompatible }
     }
-}
-
-fn write_header(block: &mut [u8; BITMAP_OFFSET], count: RegionCount) {
-    block[0..4].copy_from_slice(&MIRROR_MAGIC.to_le_bytes());
-    block[4..8].copy_from_slice(&MIRROR_DISK_VERSION.to_le_bytes());
-    block[8..16].copy_from_slice(&count.0.to_le_bytes());
 }
 
 /// The blocks one commit writes: `(first block, bytes)` runs of consecutive blocks.

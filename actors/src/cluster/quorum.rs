@@ -36,7 +36,7 @@ impl Quorum {
                 // Said once per outage, not at every attempt.
                 let mut outage_reported = false;
                 while let Some(quorate) = owner.upgrade() {
-                    let Some(error) = follow(&quorate, &owner, &mut outage_reported) else {
+                    let Err(error) = follow(&quorate, &owner, &mut outage_reported) else {
                         return;
                     };
                     if !outage_reported {
@@ -61,18 +61,9 @@ impl Quorum {
     }
 }
 
-/// Follows the quorum service until it goes away, and says why; `None` once the engine has
-/// dropped its [`Quorum`].
+/// Follows the quorum service: `Ok` once the engine has dropped its [`Quorum`], `Err` (why)
+/// when corosync went away.
 fn follow(
-    quorate: &Arc<AtomicBool>,
-    owner: &Weak<AtomicBool>,
-    outage_reported: &mut bool,
-) -> Option<rust_corosync::CsError> {
-    try_follow(quorate, owner, outage_reported).err()
-}
-
-/// `Ok` when the engine is gone; `Err` when corosync is.
-fn try_follow(
     quorate: &Arc<AtomicBool>,
     owner: &Weak<AtomicBool>,
     outage_reported: &mut bool,
@@ -107,7 +98,7 @@ fn try_follow(
 
 fn on_quorum(handle: &quorum::Handle, quorate: bool, _: quorum::RingId, _: Vec<NodeId>) {
     let Ok(context) = quorum::context_get(handle) else { return };
-    // SAFETY: the context is the flag `try_follow` lent at initialize and keeps alive while
+    // SAFETY: the context is the flag `follow` lent at initialize and keeps alive while
     // it dispatches, and only its dispatch calls this.
     let flag = unsafe { &*(context as *const AtomicBool) };
     set_quorate(flag, quorate);

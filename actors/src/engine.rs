@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::log_messages::{Describe, Shutdown};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::services::Services;
@@ -40,8 +39,10 @@ pub struct EngineConfig {
 pub struct Engine {
     socket: Addr<SocketActor>,
     stopped: tokio::sync::oneshot::Receiver<()>,
-    /// The parts the socket actor hands its logs, kept to observe and drain them.
+    /// The parts the socket actor hands its logs, kept to observe them.
     services: Services,
+    /// The socket actor's routing table, kept to observe and drain the logs.
+    registry: Arc<Registry>,
     workers: Vec<Arbiter>,
 }
 
@@ -54,26 +55,27 @@ impl Engine {
         let state_dir = config.state_dir.as_deref().and_then(open_state_dir);
         let services = Services {
             sink: transport.replies,
-            registry: Arc::new(Registry::default()),
             metrics: Arc::new(Metrics::default()),
             claims: Arc::default(),
         };
+        let registry = Arc::new(Registry::default());
         let socket = SocketActor::new(
             config,
             state_dir,
             services.clone(),
+            registry.clone(),
             transport.incoming,
             handles,
             stopped_tx,
         )
         .start();
-        Engine { socket, stopped, services, workers }
+        Engine { socket, stopped, services, registry, workers }
     }
 
     /// A handle that reports on the logs, for a status endpoint; it outlives nothing.
     pub fn observer(&self) -> Observer {
         Observer {
-            registry: self.services.registry.clone(),
+            registry: self.registry.clone(),
             metrics: self.services.metrics.clone(),
             replies: self.services.sink.clone(),
         }
@@ -81,7 +83,7 @@ impl Engine {
 
     /// How many logs are being served.
     pub fn log_count(&self) -> usize {
-        self.services.registry.len()
+        self.registry.len()
     }
 
     /// Resolves when the engine stops serving on its own: its transport closed.
@@ -93,10 +95,8 @@ impl Engine {
     pub async fn drain(self) {
         if self.socket.send(Drain).await.is_err() {
             // The socket actor is gone already; its logs are drained directly.
-            for log in self.services.registry.drain() {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                log.shutdown.do_send(Shutdown(tx));
-                let _ = rx.await;
+            for log in self.registry.drain() {
+                log.shutdown().await;
             }
         }
         for worker in &self.workers {
@@ -146,7 +146,7 @@ impl Observer {
         let mut logs = Vec::new();
         for log in self.registry.all() {
             // A log that stops meanwhile is simply not reported.
-            if let Ok(status) = log.describe.send(Describe).await {
+            if let Some(status) = log.describe().await {
                 logs.push(status);
             }
         }

@@ -27,9 +27,9 @@ pub mod units;
 pub mod wire;
 
 mod engine;
-mod flusher;
 mod fnv;
 mod log_actor;
+mod log_core;
 mod log_messages;
 mod registry;
 mod reply_to;

@@ -1,6 +1,7 @@
-//! The messages every log actor takes, whatever its kind (single-host or clustered): what
-//! the socket actor, the registry and the engine send, kept apart from the actors so that
-//! none of them has to know the others.
+//! The one message every log actor takes, whatever its kind (single-host or clustered), and
+//! [`LogHandle`], the one recipient through which the socket actor, the registry and the
+//! engine reach a log. Kept apart from the actors so that none of them has to know the
+//! others.
 
 use std::time::Instant;
 
@@ -12,8 +13,6 @@ use crate::transport::Peer;
 use crate::wire::{Request, RequestHeader};
 
 /// A decoded request for this log.
-#[derive(Message)]
-#[rtype(result = "()")]
 pub struct LogRequest {
     pub header: RequestHeader,
     pub request: Request,
@@ -22,17 +21,56 @@ pub struct LogRequest {
     pub received: Instant,
 }
 
-/// Commit what is pending, then stop; the sender is told when that is done.
+/// What a log actor is asked: its kernel's requests, in order, and the engine's controls.
+// Nearly every message is a request: boxing it to shrink the rare controls would cost an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Shutdown(pub oneshot::Sender<()>);
+pub enum LogMessage {
+    Request(LogRequest),
+    /// Commit what is pending, then stop; the sender is told when that is done.
+    Shutdown(oneshot::Sender<()>),
+    /// Report this log's state.
+    Describe(oneshot::Sender<LogStatus>),
+    /// A newer CTR took this log's key: stop at once.
+    Retire,
+}
 
-/// A newer CTR took this log's key: stop at once.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Retire;
+/// How the engine reaches one log actor, of whatever kind.
+#[derive(Clone)]
+pub struct LogHandle(Recipient<LogMessage>);
 
-/// Report this log's state.
-#[derive(Message)]
-#[rtype(result = "LogStatus")]
-pub struct Describe;
+impl LogHandle {
+    pub fn of<A>(addr: Addr<A>) -> LogHandle
+    where
+        A: Actor<Context = Context<A>> + Handler<LogMessage>,
+    {
+        LogHandle(addr.recipient())
+    }
+
+    pub fn request(&self, request: LogRequest) {
+        self.0.do_send(LogMessage::Request(request));
+    }
+
+    pub fn retire(&self) {
+        self.0.do_send(LogMessage::Retire);
+    }
+
+    /// Asks the log to commit and stop; resolves when it has (or is gone).
+    pub fn shutdown(&self) -> impl std::future::Future<Output = ()> {
+        let (done, stopped) = oneshot::channel();
+        self.0.do_send(LogMessage::Shutdown(done));
+        async move {
+            // An actor that stopped without answering has nothing left to commit.
+            let _ = stopped.await;
+        }
+    }
+
+    /// The log's state; `None` if it stopped meanwhile.
+    pub async fn describe(&self) -> Option<LogStatus> {
+        let (reply, status) = oneshot::channel();
+        self.0.do_send(LogMessage::Describe(reply));
+        status.await.ok()
+    }
+}

@@ -6,43 +6,15 @@
 //! CTR for the same key cannot remove its successor on its way out.
 //!
 //! Logs are served by different kinds of actor (single-host and clustered), so an entry
-//! holds a [`LogHandle`]: the messages every log actor takes, whatever its kind.
+//! holds a [`LogHandle`]: the one message every log actor takes, whatever its kind.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use actix::prelude::*;
 use dashmap::DashMap;
 
-use crate::log_messages::{Describe, LogRequest, Retire, Shutdown};
+use crate::log_messages::{LogHandle, LogRequest};
 use crate::wire::LogKey;
-
-/// What the engine may ask of any log actor.
-#[derive(Clone)]
-pub struct LogHandle {
-    pub request: Recipient<LogRequest>,
-    pub describe: Recipient<Describe>,
-    pub shutdown: Recipient<Shutdown>,
-    pub retire: Recipient<Retire>,
-}
-
-impl LogHandle {
-    pub fn of<A>(addr: &Addr<A>) -> LogHandle
-    where
-        A: Actor<Context = Context<A>>
-            + Handler<LogRequest>
-            + Handler<Describe>
-            + Handler<Shutdown>
-            + Handler<Retire>,
-    {
-        LogHandle {
-            request: addr.clone().recipient(),
-            describe: addr.clone().recipient(),
-            shutdown: addr.clone().recipient(),
-            retire: addr.clone().recipient(),
-        }
-    }
-}
 
 /// Which actor serves which log: the socket actor looks every request up here, and a log
 /// actor that stops takes its own entry out (by generation, never its successor's).
@@ -92,12 +64,11 @@ impl Registry {
     }
 
     /// Hands `request` to the actor that serves `key`, or gives it back (boxed: it is large,
-    /// and an unknown key is rare) if none does. The handle is used where it lies: cloning it
-    /// would allocate twelve times, for the four recipients it holds.
+    /// and an unknown key is rare) if none does.
     pub fn send(&self, key: &LogKey, request: LogRequest) -> Result<(), Box<LogRequest>> {
         match self.logs.get(key) {
             Some(entry) => {
-                entry.addr.request.do_send(request);
+                entry.addr.request(request);
                 Ok(())
             }
             None => Err(Box::new(request)),
@@ -108,7 +79,7 @@ impl Registry {
     pub fn send_last(&self, key: &LogKey, request: LogRequest) -> Result<(), Box<LogRequest>> {
         match self.remove(key) {
             Some(log) => {
-                log.request.do_send(request);
+                log.request(request);
                 Ok(())
             }
             None => Err(Box::new(request)),

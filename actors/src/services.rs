@@ -1,11 +1,9 @@
 //! [`Services`]: what the socket actor hands every log actor it starts, of whatever kind:
-//! where replies go, the routing table the log leaves when it stops, the engine's counters,
-//! and the table of log devices in use.
+//! where replies go, the engine's counters, and the table of log devices in use.
 
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
-use crate::registry::Registry;
 use crate::store::DeviceClaims;
 use crate::transport::ReplySink;
 
@@ -13,7 +11,6 @@ use crate::transport::ReplySink;
 #[derive(Clone)]
 pub(crate) struct Services {
     pub sink: ReplySink,
-    pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub claims: Arc<DeviceClaims>,
 }

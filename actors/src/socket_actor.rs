@@ -14,9 +14,10 @@ use actix::prelude::*;
 
 use crate::cluster::{ClusterLogActor, Quorum};
 use crate::log_actor::LogActor;
-use crate::log_messages::{LogRequest, Retire, Shutdown};
+use crate::log_core::LogCore;
+use crate::log_messages::{LogHandle, LogRequest};
 use crate::region::LogArgs;
-use crate::registry::{LogHandle, Registry};
+use crate::registry::Registry;
 use crate::services::Services;
 use crate::shadow::StateDir;
 use crate::transport::{Datagram, Frame, Incoming, Peer};
@@ -35,9 +36,10 @@ pub struct SocketActor {
     config: EngineConfig,
     /// The node's quorum, when clustered logs are served through corosync.
     quorum: Option<Quorum>,
-    /// What every log actor it starts is handed (the sink, the registry, the counters, the
-    /// log-device claims).
+    /// What every log actor it starts is handed (the sink, the counters, the log-device
+    /// claims).
     services: Services,
+    registry: Arc<Registry>,
     /// Where single-host logs keep their shadows, once checked.
     state_dir: Option<Arc<StateDir>>,
     workers: Vec<ArbiterHandle>,
@@ -53,6 +55,7 @@ impl SocketActor {
         config: EngineConfig,
         state_dir: Option<Arc<StateDir>>,
         services: Services,
+        registry: Arc<Registry>,
         incoming: Incoming,
         workers: Vec<ArbiterHandle>,
         stopped: tokio::sync::oneshot::Sender<()>,
@@ -61,6 +64,7 @@ impl SocketActor {
             quorum: config.corosync.then(Quorum::watch),
             config,
             services,
+            registry,
             state_dir,
             workers,
             next_worker: 0,
@@ -97,8 +101,8 @@ impl SocketActor {
                 let request = LogRequest { header, request, peer, received };
                 let unrouted = match request.request {
                     // A DTR is the log's last request: it is routed no more.
-                    Request::Dtr => self.services.registry.send_last(&key, request),
-                    _ => self.services.registry.send(&key, request),
+                    Request::Dtr => self.registry.send_last(&key, request),
+                    _ => self.registry.send(&key, request),
                 };
                 if let Err(unrouted) = unrouted {
                     let LogRequest { header, request, peer, received } = *unrouted;
@@ -119,26 +123,22 @@ impl SocketActor {
             _ => None,
         };
         let key = ctr.header.key();
-        let registration = Registry::register(&self.services.registry, key.clone());
+        let registration = Registry::register(&self.registry, key.clone());
         let generation = registration.generation();
-        let services = self.services.clone();
+        let core = LogCore::new(key.clone(), args, registration, self.services.clone());
         let worker = self.workers.get(self.next_worker % self.workers.len().max(1)).cloned();
         self.next_worker = self.next_worker.wrapping_add(1);
         let log = match quorum {
-            Some(quorum) => {
-                let actor = ClusterLogActor::new(key.clone(), args, registration, quorum, services);
-                LogHandle::of(&start_on(worker, actor))
-            }
+            Some(quorum) => LogHandle::of(start_on(worker, ClusterLogActor::new(core, quorum))),
             None => {
-                let state_dir = self.state_dir.as_ref();
-                let actor = LogActor::new(key.clone(), args, registration, state_dir, services);
-                LogHandle::of(&start_on(worker, actor))
+                let actor = LogActor::new(core, self.state_dir.as_ref());
+                LogHandle::of(start_on(worker, actor))
             }
         };
-        if let Some(old) = self.services.registry.insert(key, log.clone(), generation) {
-            old.retire.do_send(Retire);
+        if let Some(old) = self.registry.insert(key, log.clone(), generation) {
+            old.retire();
         }
-        log.request.do_send(ctr);
+        log.request(ctr);
     }
 
     /// `-ESRCH`, which makes the kernel replay CTR and RESUME and retry the request.
@@ -231,21 +231,10 @@ impl Handler<Drain> for SocketActor {
         if let Some(receiving) = self.receiving.take() {
             ctx.cancel_future(receiving);
         }
-        let done: Vec<_> = self
-            .services
-            .registry
-            .drain()
-            .into_iter()
-            .map(|log| {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                log.shutdown.do_send(Shutdown(tx));
-                rx
-            })
-            .collect();
+        let stopping: Vec<_> = self.registry.drain().iter().map(LogHandle::shutdown).collect();
         Box::pin(async move {
-            for rx in done {
-                // An actor that stopped without answering has nothing left to commit.
-                let _ = rx.await;
+            for stopped in stopping {
+                stopped.await;
             }
         })
     }

@@ -14,11 +14,11 @@
 //! The log device of a clustered-disk log is the [`disk`] module's business.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use roaring::RoaringBitmap;
+use tokio::sync::oneshot;
 
 use super::cpg::{CpgGroup, GroupEvent, Sent};
 use super::message::Message;
@@ -26,16 +26,10 @@ use super::quorum::Quorum;
 use super::replica::{Effect, Replica};
 use super::state::{ClusterState, Op};
 use crate::fnv::fnv1a;
-use crate::log_messages::{Describe, LogRequest, Retire, Shutdown};
-use crate::metrics::Metrics;
-use crate::region::LogArgs;
-use crate::registry::Registration;
+use crate::log_core::{serve_log, LogCore, ServesLog, Tally};
 use crate::reply_to::ReplyTo;
-use crate::services::Services;
-use crate::status::{ClusterStatus, LogStatus};
-use crate::store::DeviceClaims;
-use crate::transport::ReplySink;
-use crate::wire::{Errno, LogKey, Reply, ReplyPayload, Request};
+use crate::status::ClusterStatus;
+use crate::wire::{Errno, LogKey, ReplyPayload, Request};
 use disk::Disk;
 use work::{read, work_of, Slot, Work};
 
@@ -51,14 +45,8 @@ const WAIT_RETRY: Duration = Duration::from_millis(100);
 /// One clustered log on this host: it turns its kernel's requests into ops in the group's
 /// agreed order and answers them when they come back, so every host's replica agrees.
 pub struct ClusterLogActor {
-    key: LogKey,
-    /// Dropped with the actor: the registry stops routing to it.
-    _registration: Registration,
-    args: LogArgs,
+    core: LogCore,
     quorum: Quorum,
-    sink: ReplySink,
-    metrics: Arc<Metrics>,
-    claims: Arc<DeviceClaims>,
     /// What the state starts from should this member be the group's first: from CTR until
     /// the replica is made, which keeps it from then on ([`Replica::fresh`]).
     fresh: RoaringBitmap,
@@ -77,26 +65,13 @@ pub struct ClusterLogActor {
     retry_scheduled: bool,
     /// Messages multicast for this log, for the status report.
     multicasts: u64,
-    last_error: Option<String>,
 }
 
 impl ClusterLogActor {
-    pub(crate) fn new(
-        key: LogKey,
-        args: LogArgs,
-        registration: Registration,
-        quorum: Quorum,
-        services: Services,
-    ) -> ClusterLogActor {
-        let Services { sink, metrics, claims, .. } = services;
+    pub(crate) fn new(core: LogCore, quorum: Quorum) -> ClusterLogActor {
         ClusterLogActor {
-            key,
-            _registration: registration,
-            args,
+            core,
             quorum,
-            sink,
-            metrics,
-            claims,
             fresh: RoaringBitmap::new(),
             replica: None,
             group: None,
@@ -108,29 +83,18 @@ impl ClusterLogActor {
             durable: 0,
             retry_scheduled: false,
             multicasts: 0,
-            last_error: None,
         }
     }
 
     /// The CPG group of this log: one per uuid, the same on every host.
     fn group_name(&self) -> String {
-        let uuid = self.key.uuid.as_bytes();
+        let uuid = self.core.key.uuid.as_bytes();
         let name = format!("dm-ulogd/{}", String::from_utf8_lossy(uuid));
         if name.len() < 128 {
             return name;
         }
         let hash = fnv1a(uuid);
         format!("dm-ulogd/#{hash:016x}")
-    }
-
-    fn respond(&mut self, to: &ReplyTo, reply: Reply) {
-        self.respond_ok(to, reply);
-    }
-
-    /// Sends `reply`; false if what went out was a refusal.
-    fn respond_ok(&mut self, to: &ReplyTo, reply: Reply) -> bool {
-        let sent = to.send(&self.sink, &self.metrics, &self.key, &reply);
-        sent.map_err(|error| self.last_error = Some(error)).is_ok()
     }
 
     /// Joins the log's group, if this member belongs there and can.
@@ -152,14 +116,14 @@ impl ClusterLogActor {
                 let me = group.me();
                 if self.replica.as_ref().is_none_or(|r| r.me() != me) {
                     let fresh = std::mem::take(&mut self.fresh);
-                    self.replica = Some(Replica::new(me, self.args.clone(), fresh));
+                    self.replica = Some(Replica::new(me, self.core.args.clone(), fresh));
                 }
-                tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, member = %me, "joined the log's group");
+                tracing::info!(uuid = %self.core.key.uuid, luid = self.core.key.luid, member = %me, "joined the log's group");
                 self.group = Some(group);
                 self.events = Some(ctx.add_stream(events));
             }
             Err(error) => {
-                tracing::warn!(uuid = %self.key.uuid, luid = self.key.luid, ?error, "cannot join the log's group; retrying");
+                tracing::warn!(uuid = %self.core.key.uuid, luid = self.core.key.luid, ?error, "cannot join the log's group; retrying");
             }
         }
     }
@@ -177,10 +141,10 @@ impl ClusterLogActor {
             let knowledge = replica.leaving_knowledge(clean);
             replica.detach(knowledge);
         }
-        if let Some(disk) = &mut self.disk {
+        if let (Some(disk), Some(device)) = (&mut self.disk, &mut self.core.device) {
             // The writer may change while this member is away: the device is read again
             // before it joins, in case it has to start the state from it.
-            disk.on_disk = None;
+            device.mark_stale(None);
             disk.read_before_join = true;
         }
         for slot in &mut self.slots {
@@ -194,7 +158,7 @@ impl ClusterLogActor {
     /// must wait for quorum, the group or flow control.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.group.is_some() && !self.quorum.is_quorate() {
-            tracing::warn!(uuid = %self.key.uuid, luid = self.key.luid, "quorum lost: leaving the log's group until it is back");
+            tracing::warn!(uuid = %self.core.key.uuid, luid = self.core.key.luid, "quorum lost: leaving the log's group until it is back");
             self.leave(ctx, false);
         }
         self.join(ctx);
@@ -220,7 +184,7 @@ impl ClusterLogActor {
     fn send_outbox(&mut self) -> bool {
         let Some(group) = &self.group else { return true };
         while let Some(bytes) = self.outbox.front() {
-            if !multicast(group, bytes, &self.key) {
+            if !multicast(group, bytes, &self.core.key) {
                 return false;
             }
             self.multicasts += 1;
@@ -238,7 +202,7 @@ impl ClusterLogActor {
         }
         for slot in &mut self.slots {
             let Work::Op { op, sent: sent @ false } = &mut slot.work else { continue };
-            if !multicast(group, &Message::encode_op(op), &self.key) {
+            if !multicast(group, &Message::encode_op(op), &self.core.key) {
                 return false;
             }
             self.multicasts += 1;
@@ -267,7 +231,7 @@ impl ClusterLogActor {
                     // worth waiting for.
                     None if !self.active => {
                         let fresh = self.replica.as_ref().map_or(&self.fresh, Replica::fresh);
-                        let before = ClusterState::new(&self.args, fresh.clone());
+                        let before = ClusterState::new(&self.core.args, fresh.clone());
                         read(&before, request)
                     }
                     None => break,
@@ -275,7 +239,7 @@ impl ClusterLogActor {
                 Work::Op { .. } => break,
             };
             let slot = self.slots.pop_front().expect("front exists");
-            self.respond(&slot.to, reply);
+            self.core.respond(&slot.to, reply);
         }
         leave
     }
@@ -294,7 +258,7 @@ impl ClusterLogActor {
                         disk.wanted = true;
                     }
                 }
-                tracing::info!(uuid = %self.key.uuid, members = ?members, left = ?left, "group view");
+                tracing::info!(uuid = %self.core.key.uuid, members = ?members, left = ?left, "group view");
                 effects
             }
             GroupEvent::Delivered { from, bytes } => match Message::decode(&bytes) {
@@ -307,12 +271,12 @@ impl ClusterLogActor {
                     replica.on_message(from, message)
                 }
                 Err(error) => {
-                    tracing::error!(uuid = %self.key.uuid, %from, %error, "group message ignored");
+                    tracing::error!(uuid = %self.core.key.uuid, %from, %error, "group message ignored");
                     Vec::new()
                 }
             },
             GroupEvent::Lost(error) => {
-                tracing::error!(uuid = %self.key.uuid, luid = self.key.luid, ?error, "lost corosync; rejoining when it is back");
+                tracing::error!(uuid = %self.core.key.uuid, luid = self.core.key.luid, ?error, "lost corosync; rejoining when it is back");
                 self.leave(ctx, false);
                 return self.pump(ctx);
             }
@@ -329,7 +293,7 @@ impl ClusterLogActor {
                 if let Message::Snapshot(chunk) = &message {
                     if chunk.index == 0 {
                         tracing::info!(
-                            uuid = %self.key.uuid, luid = self.key.luid, chunks = chunk.total,
+                            uuid = %self.core.key.uuid, luid = self.core.key.luid, chunks = chunk.total,
                             "state snapshot sent to joining members"
                         );
                     }
@@ -337,7 +301,7 @@ impl ClusterLogActor {
                 self.outbox.push_back(message.encode());
             }
             Effect::Installed => {
-                tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log state installed");
+                tracing::info!(uuid = %self.core.key.uuid, luid = self.core.key.luid, "log state installed");
             }
             Effect::Durable(position) => self.durable = self.durable.max(position),
             Effect::CommitFailed(position) => self.fail_flushes(position),
@@ -358,37 +322,6 @@ impl ClusterLogActor {
             }
         }
     }
-
-    fn status_info(&self) -> String {
-        let device = self.disk.as_ref().map(|d| (d.status_name.as_str(), d.health()));
-        self.args.status_info(device)
-    }
-
-    fn describe(&self) -> LogStatus {
-        let state = self.replica.as_ref().and_then(Replica::state);
-        LogStatus {
-            uuid: self.key.uuid.to_string(),
-            luid: self.key.luid,
-            log_type: self.args.type_name().to_owned(),
-            region_size: self.args.region_size.sectors(),
-            regions: self.args.region_count().0,
-            in_sync: state.map_or(0, ClusterState::sync_count),
-            dirty: state.map_or(0, |s| s.dirty().len()),
-            recovering: state.map_or(0, ClusterState::recovering_count),
-            device: self.disk.as_ref().map(|d| d.status_name.clone()),
-            health: self.disk.as_ref().map(Disk::health),
-            flush_p50_us: None,
-            flush_p99_us: None,
-            last_error: self.last_error.clone(),
-            cluster: Some(ClusterStatus {
-                members: self.replica.as_ref().map_or(0, |r| r.members().len() as u32),
-                holds_state: state.is_some(),
-                writer: self.disk.is_some()
-                    && self.replica.as_ref().is_some_and(|r| r.writer() == Some(r.me())),
-                multicasts: self.multicasts,
-            }),
-        }
-    }
 }
 
 /// Multicasts `bytes`; false if it must be tried again later (flow control, or a failure
@@ -404,15 +337,6 @@ fn multicast(group: &CpgGroup, bytes: &[u8], key: &LogKey) -> bool {
     }
 }
 
-impl Actor for ClusterLogActor {
-    type Context = Context<Self>;
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        self.group = None;
-        tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "clustered log stopped");
-    }
-}
-
 impl StreamHandler<GroupEvent> for ClusterLogActor {
     fn handle(&mut self, event: GroupEvent, ctx: &mut Context<Self>) {
         self.on_event(event, ctx);
@@ -422,32 +346,39 @@ impl StreamHandler<GroupEvent> for ClusterLogActor {
     fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
-impl Handler<LogRequest> for ClusterLogActor {
-    type Result = ();
+impl ServesLog for ClusterLogActor {
+    fn tally(&self) -> Tally {
+        let state = self.replica.as_ref().and_then(Replica::state);
+        Tally {
+            in_sync: state.map_or(0, ClusterState::sync_count),
+            dirty: state.map_or(0, |s| s.dirty().len()),
+            recovering: state.map_or(0, ClusterState::recovering_count),
+        }
+    }
 
-    fn handle(&mut self, msg: LogRequest, ctx: &mut Context<Self>) {
-        let LogRequest { header, request, peer, received } = msg;
-        let to = ReplyTo::new(header, peer, &request, received);
+    fn cluster_status(&self) -> Option<ClusterStatus> {
+        let replica = self.replica.as_ref();
+        Some(ClusterStatus {
+            members: replica.map_or(0, |r| r.members().len() as u32),
+            holds_state: replica.and_then(Replica::state).is_some(),
+            writer: self.disk.is_some() && replica.is_some_and(|r| r.writer() == Some(r.me())),
+            multicasts: self.multicasts,
+        })
+    }
+
+    fn request(&mut self, request: Request, to: ReplyTo, ctx: &mut Context<Self>) {
         match &request {
             Request::Ctr { .. } => self.construct(to, ctx),
             Request::Dtr => {
-                tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log destroyed");
+                tracing::info!(uuid = %self.core.key.uuid, luid = self.core.key.luid, "log destroyed");
                 self.leave(ctx, true);
-                self.respond(&to, Ok(ReplyPayload::Empty));
+                self.core.respond(&to, Ok(ReplyPayload::Empty));
                 ctx.stop();
             }
-            Request::Presuspend => self.respond(&to, Ok(ReplyPayload::Empty)),
+            Request::Presuspend => self.core.respond(&to, Ok(ReplyPayload::Empty)),
             Request::GetRegionSize => {
-                let size = u64::from(self.args.region_size.sectors());
-                self.respond(&to, Ok(ReplyPayload::Count(size)));
-            }
-            Request::StatusInfo => {
-                let line = self.status_info();
-                self.respond(&to, Ok(ReplyPayload::Status(line)));
-            }
-            Request::StatusTable => {
-                let line = self.args.status_table();
-                self.respond(&to, Ok(ReplyPayload::Status(line)));
+                let size = u64::from(self.core.args.region_size.sectors());
+                self.core.respond(&to, Ok(ReplyPayload::Count(size)));
             }
             _ => {
                 if matches!(request, Request::Resume) {
@@ -458,38 +389,19 @@ impl Handler<LogRequest> for ClusterLogActor {
                         self.slots.push_back(Slot { to, work });
                         self.pump(ctx);
                     }
-                    None => self.respond(&to, Err(Errno::EINVAL)),
+                    None => self.core.respond(&to, Err(Errno::EINVAL)),
                 }
             }
         }
     }
-}
-
-impl Handler<Shutdown> for ClusterLogActor {
-    type Result = ();
 
     /// The daemon stops: the group carries on without this member, which the others see
     /// leave; nothing here needs committing (the writer's device is always committed).
-    fn handle(&mut self, Shutdown(done): Shutdown, ctx: &mut Context<Self>) {
+    fn shutdown(&mut self, done: oneshot::Sender<()>, ctx: &mut Context<Self>) {
         self.leave(ctx, false);
         let _ = done.send(());
         ctx.stop();
     }
 }
 
-impl Handler<Describe> for ClusterLogActor {
-    type Result = MessageResult<Describe>;
-
-    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.describe())
-    }
-}
-
-impl Handler<Retire> for ClusterLogActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
-        tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, "log replaced by a new CTR");
-        ctx.stop();
-    }
-}
+serve_log!(ClusterLogActor, core);

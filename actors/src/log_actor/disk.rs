@@ -1,11 +1,10 @@
-//! A disk log's device side: its health, resume (the image loaded and written back whole
-//! on the I/O thread) and group commit. A FLUSH (or POSTSUSPEND, or DTR) is answered once
-//! everything received before it is durable; the FLUSHes that arrive while a write is in
-//! flight are answered together by the next write. A durable commit's FLUSHes are answered
-//! from the I/O thread; a failed one hands its waiters back to the actor, and leaves the
-//! device stale: the next commit rewrites the whole image, header included.
+//! A single-host disk log's device side: resume (the image loaded and written back whole on
+//! the I/O thread) and group commit, by the [`Committer`]'s rules. A FLUSH (or POSTSUSPEND,
+//! or DTR) is answered once everything received before it is durable; the FLUSHes that
+//! arrive while a write is in flight are answered together by the next write. A durable
+//! commit's FLUSHes are answered from the I/O thread; a failed one hands its waiters back
+//! to the actor, and leaves the device stale: the next commit rewrites the whole image.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,15 +12,14 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::LogActor;
-use crate::flusher::{Flusher, Writing};
 use crate::metrics::Metrics;
 use crate::region::SyncMode;
 use crate::reply_to::ReplyTo;
 use crate::store::format::{self, Header};
-use crate::store::{Claim, DeviceError, Layout};
+use crate::store::{Claim, Committer, DeviceError, Extent, Flusher, Health, Layout};
 use crate::transport::ReplySink;
 use crate::units::RegionCount;
-use crate::wire::{Errno, LogKey, Reply, ReplyPayload};
+use crate::wire::{LogKey, Reply, ReplyPayload};
 
 /// Someone waiting for a commit to be durable.
 pub(super) enum Waiter {
@@ -56,105 +54,45 @@ struct Committed {
     waiting: Vec<Waiter>,
 }
 
-/// The health letter of a disk log's status line (dm-log.c: A, D, F).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Health {
-    Alive,
-    /// A read or write of the log device failed.
-    Failed,
-    /// Making a write durable failed.
-    FlushFailed,
-}
-
-impl Health {
-    pub(super) fn letter(self) -> char {
-        match self {
-            Health::Alive => 'A',
-            Health::Failed => 'D',
-            Health::FlushFailed => 'F',
-        }
-    }
-}
-
-/// A disk log's device side.
-pub(super) struct DiskLog {
-    flusher: Flusher,
-    layout: Layout,
-    pub(super) status_name: String,
-    /// Keeps other mirrors off this device while the log lives.
-    _claim: Claim,
-    pub(super) health: Health,
-    /// A write failed, so the device may hold anything where it was to write: the next commit
-    /// rewrites the whole image, header included, and only then is the device `A` again.
-    stale: bool,
-    /// The commit being written (its waiters went with it).
-    in_flight: Option<Extent>,
-    /// Who waits for the next commit.
-    queued: Vec<Waiter>,
-    /// How long the last commits took, newest last, for the status report.
-    pub(super) commit_times: VecDeque<Duration>,
-}
-
-/// What a commit on its way to the device writes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Extent {
-    /// The blocks of the regions touched since the last commit.
-    Touched,
-    /// The whole image, repairing a stale device.
-    Whole,
-}
-
-/// How many commit times the status report's percentiles are taken over.
-pub(super) const COMMIT_TIMES_KEPT: usize = 512;
-
-impl DiskLog {
-    /// The device side of a log of `count` regions, opened, before its first resume.
-    pub(super) fn new(flusher: Flusher, claim: Claim, count: RegionCount) -> DiskLog {
-        let device = flusher.device();
-        DiskLog {
-            layout: Layout {
-                count,
-                block_size: device.block_size(),
-                header_block: Header::fresh_block(count),
-            },
-            status_name: device.status_name(),
-            _claim: claim,
-            flusher,
-            health: Health::Alive,
-            stale: false,
-            in_flight: None,
-            queued: Vec::new(),
-            commit_times: VecDeque::new(),
-        }
-    }
+/// The device side of a log of `count` regions, opened, before its first resume.
+pub(super) fn committer(flusher: Flusher, claim: Claim, count: RegionCount) -> Committer {
+    let block_size = flusher.device().block_size();
+    let layout = Layout { count, block_size, header_block: Header::fresh_block(count) };
+    Committer::new(flusher, claim, layout, false)
 }
 
 impl LogActor {
+    fn release(&mut self, waiter: Waiter, reply: Reply) {
+        match waiter {
+            Waiter::Kernel(to) => self.core.respond(&to, reply),
+            Waiter::Shutdown(done) => drop(done.send(())),
+        }
+    }
+
     /// RESUME of a disk log: load the image as `disk_resume` does and write it back whole,
     /// both on the log's I/O thread (they take time with the log's size).
     pub(super) fn resume_disk(&mut self, to: ReplyTo, ctx: &mut Context<Self>) {
-        let Some(disk) = &self.disk else { return };
+        let Some(device) = &self.core.device else { return };
         // A reconnect's RESUME reads what the last daemon wrote for this very table,
         // whatever its sync mode: `sync` and `nosync` speak of a table's first resume.
         let restored = std::mem::take(&mut self.restored);
-        let sync = if restored { SyncMode::Default } else { self.args.sync };
-        let load = disk.flusher.load(disk.layout.count, sync);
+        let sync = if restored { SyncMode::Default } else { self.core.args.sync };
+        let count = device.layout().count;
+        let load = device.flusher().load(count, sync);
         ctx.wait(load.into_actor(self).map(move |loaded, act, ctx| {
-            let (uuid, luid) = (act.key.uuid.clone(), act.key.luid);
-            let Some(disk) = act.disk.as_mut() else { return };
+            let (uuid, luid) = (act.core.key.uuid.clone(), act.core.key.luid);
             // This resume decides the device's health afresh: a device that failed before and
             // reads and writes now is alive again.
             let mut health = Health::Alive;
             let loaded = loaded.unwrap_or_else(|error| {
                 tracing::error!(%uuid, luid, %error, "log device unreadable; every region will be resynced");
                 health = Health::Failed;
-                format::load(&[], disk.layout.count, sync)
+                format::load(&[], count, sync)
             });
             if loaded.incompatible {
                 tracing::error!(%uuid, luid, "incompatible disk log version; every region will be resynced");
                 health = Health::Failed;
             }
-            disk.layout.header_block = loaded.header_block;
             if restored {
                 act.region.resume_restored(&loaded.dirty);
             } else {
@@ -163,66 +101,53 @@ impl LogActor {
             }
             act.save_shadow();
             tracing::info!(%uuid, luid, dirty = act.region.dirty_count(), in_sync = act.region.sync_count(), "log resumed");
-            let (Some(whole), Some(disk)) = (act.whole_image(), act.disk.as_ref()) else { return };
-            ctx.wait(disk.flusher.write(whole).into_actor(act).map(move |written, act, _| {
-                if let Some(disk) = act.disk.as_mut() {
-                    disk.stale = written.is_err();
-                    disk.health = health;
+            let Some(device) = act.core.device.as_mut() else { return };
+            device.keep_header(loaded.header_block);
+            let whole = device.whole(&act.region.unclean());
+            let write = device.flusher().write(whole);
+            ctx.wait(write.into_actor(act).map(move |written, act, _| {
+                if let Some(device) = act.core.device.as_mut() {
+                    device.resumed(health, &written);
                 }
                 let reply = act.commit_result(written);
-                act.respond(&to, reply);
+                act.core.respond(&to, reply);
             }));
         }));
     }
 
-    /// The whole image as it should be now, for the I/O thread to render and write.
-    fn whole_image(&self) -> Option<Writing> {
-        let disk = self.disk.as_ref()?;
-        let unclean = self.region.unclean().map(Clone::clone).to_vec();
-        Some(Writing::Whole { layout: disk.layout.clone(), unclean })
-    }
-
     /// Queues a waiter for the next commit, and starts one if none is in flight.
     pub(super) fn commit(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
-        let Some(disk) = self.disk.as_mut() else {
+        let Some(device) = &self.core.device else {
             self.release(waiter, Ok(ReplyPayload::Empty));
             return self.stop_if_closing(ctx);
         };
-        disk.queued.push(waiter);
-        if disk.in_flight.is_none() {
+        self.queued.push(waiter);
+        if !device.is_committing() {
             self.start_commit(ctx);
         }
     }
 
     fn start_commit(&mut self, ctx: &mut Context<Self>) {
-        let Some(disk) = self.disk.as_mut() else { return };
-        let (waiters, stale) = (std::mem::take(&mut disk.queued), disk.stale);
+        let Some(device) = self.core.device.as_mut() else { return };
+        let waiters = std::mem::take(&mut self.queued);
         let touched = self.region.take_touched();
-        if touched.is_empty() && !stale {
+        if touched.is_empty() && !device.is_stale() {
             // Everything the log holds is durable already.
             for waiter in waiters {
                 self.release(waiter, Ok(ReplyPayload::Empty));
             }
             return self.stop_if_closing(ctx);
         }
-        let (writing, extent) = match (stale, self.whole_image(), &self.disk) {
-            (true, Some(whole), _) => (whole, Extent::Whole),
-            (_, _, Some(disk)) => {
-                let blocks = disk.layout.render_touched(&touched, &self.region.unclean());
-                (Writing::Blocks(blocks), Extent::Touched)
-            }
-            _ => return,
-        };
-        let Some(disk) = self.disk.as_mut() else { return };
+        let (writing, extent) = device.begin(&touched, &self.region.unclean());
         let started = Instant::now();
-        disk.in_flight = Some(extent);
-        let answerer = Answerer {
-            sink: self.sink.clone(),
-            metrics: self.metrics.clone(),
-            key: self.key.clone(),
-        };
         let (done, committed) = oneshot::channel();
-        disk.flusher.write_then(writing, move |written| {
+        let answerer = Answerer {
+            sink: self.core.sink().clone(),
+            metrics: self.core.metrics().clone(),
+            key: self.core.key.clone(),
+        };
+        let Some(device) = &self.core.device else { return };
+        device.flusher().write_then(writing, move |written| {
             let took = started.elapsed();
             // Counted first, so that whoever has a reply finds its commit counted.
             answerer.metrics.committed(took);
@@ -243,44 +168,21 @@ impl LogActor {
 
     fn commit_done(&mut self, committed: Committed, ctx: &mut Context<Self>) {
         let Committed { took, written, waiting } = committed;
-        let Some(disk) = self.disk.as_mut() else { return };
-        let Some(extent) = disk.in_flight.take() else { return };
-        if disk.commit_times.len() == COMMIT_TIMES_KEPT {
-            disk.commit_times.pop_front();
-        }
-        disk.commit_times.push_back(took);
-        match &written {
-            // What the failed write left on the device is unknown, the blocks it wrote for
-            // regions touched since included.
-            Err(_) => disk.stale = true,
-            Ok(()) if extent == Extent::Whole => {
-                disk.stale = false;
-                disk.health = Health::Alive;
-            }
-            Ok(()) => {}
-        }
+        let Some(device) = self.core.device.as_mut() else { return };
+        device.end(took, &written);
         let reply = self.commit_result(written);
         for waiter in waiting {
             self.release(waiter, reply.clone());
         }
-        match self.disk.as_ref() {
-            Some(disk) if !disk.queued.is_empty() => self.start_commit(ctx),
-            _ => self.stop_if_closing(ctx),
+        if self.queued.is_empty() {
+            self.stop_if_closing(ctx);
+        } else {
+            self.start_commit(ctx);
         }
     }
 
-    /// Records a device failure in the log's health and turns it into the reply.
-    pub(super) fn commit_result(&mut self, result: Result<(), DeviceError>) -> Reply {
-        let Err(error) = result else { return Ok(ReplyPayload::Empty) };
-        if let Some(disk) = self.disk.as_mut() {
-            disk.health = match error {
-                DeviceError::Flush { .. } => Health::FlushFailed,
-                _ => Health::Failed,
-            };
-        }
-        tracing::error!(uuid = %self.key.uuid, luid = self.key.luid, %error, "log device failed");
-        self.last_error = Some(error.to_string());
-        // Whatever the cause, the kernel's disk log reports a failed log write as EIO.
-        Err(Errno::EIO)
+    /// The reply a commit's waiters get.
+    fn commit_result(&mut self, result: Result<(), DeviceError>) -> Reply {
+        result.map(|()| ReplyPayload::Empty).map_err(|error| self.core.device_failed(&error))
     }
 }

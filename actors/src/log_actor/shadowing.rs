@@ -12,7 +12,7 @@ impl LogActor {
     /// whatever stale file its key names.
     pub(super) fn take_back_shadow(&mut self, reconnect: bool) {
         let Some(shadow) = &mut self.shadow else { return };
-        let (uuid, luid) = (&self.key.uuid, self.key.luid);
+        let (uuid, luid) = (&self.core.key.uuid, self.core.key.luid);
         let path = shadow.path().display().to_string();
         if !reconnect {
             if let Err(error) = shadow.discard() {
@@ -21,7 +21,7 @@ impl LogActor {
             return;
         }
         let count = self.region.region_count().bitmap_bound();
-        match shadow.load(Owner { key: &self.key, ctr: &self.ctr }, count) {
+        match shadow.load(Owner { key: &self.core.key, ctr: &self.ctr }, count) {
             Ok(None) => tracing::warn!(
                 %uuid, luid, "reconnect without a shadow: the log starts from its own state"
             ),
@@ -50,7 +50,7 @@ impl LogActor {
     pub(super) fn save_shadow(&mut self) {
         self.region.take_changes();
         let Some(shadow) = &mut self.shadow else { return };
-        let saved = shadow.save(Owner { key: &self.key, ctr: &self.ctr }, &self.region);
+        let saved = shadow.save(Owner { key: &self.core.key, ctr: &self.ctr }, &self.region);
         self.shadow_written(saved);
     }
 
@@ -61,7 +61,7 @@ impl LogActor {
         if changes.is_empty() {
             return;
         }
-        let owner = Owner { key: &self.key, ctr: &self.ctr };
+        let owner = Owner { key: &self.core.key, ctr: &self.ctr };
         let appended = shadow.append(owner, &self.region, &changes);
         self.shadow_written(appended);
     }
@@ -72,7 +72,7 @@ impl LogActor {
         self.region.report_changes(false);
         if let Err(error) = shadow.discard() {
             let path = shadow.path().display().to_string();
-            tracing::warn!(uuid = %self.key.uuid, luid = self.key.luid, %path, %error, "shadow not removed");
+            tracing::warn!(uuid = %self.core.key.uuid, luid = self.core.key.luid, %path, %error, "shadow not removed");
         }
     }
 
@@ -81,19 +81,19 @@ impl LogActor {
         let path = || self.shadow.as_ref().map(|s| s.path().display().to_string());
         match written {
             Ok(()) if std::mem::take(&mut self.shadow_failing) => tracing::info!(
-                uuid = %self.key.uuid, luid = self.key.luid, path = path(),
+                uuid = %self.core.key.uuid, luid = self.core.key.luid, path = path(),
                 "shadow written afresh"
             ),
             Ok(()) => {}
             Err(error) => {
-                self.metrics.shadow_failed();
+                self.core.metrics().shadow_failed();
                 if !std::mem::replace(&mut self.shadow_failing, true) {
                     tracing::error!(
-                        uuid = %self.key.uuid, luid = self.key.luid, path = path(), %error,
+                        uuid = %self.core.key.uuid, luid = self.core.key.luid, path = path(), %error,
                         "shadow not written: it is written afresh at the log's next change; \
                          a daemon crash before then leaves this log to start from its own state"
                     );
-                    self.last_error = Some(format!("shadow: {error}"));
+                    self.core.note_error(format!("shadow: {error}"));
                 }
             }
         }

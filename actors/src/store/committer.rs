@@ -1,0 +1,192 @@
+//! [`Committer`]: one log's device in use, and the rules of writing it that every disk log
+//! follows, single-host and clustered alike.
+//!
+//! What a commit writes: the blocks of the regions touched since the last one, unless the
+//! device is stale (a write failed, or this log never wrote it whole), when it is the whole
+//! image, header included. What a commit's end says of the device: a failed write leaves it
+//! stale, with the health dm-log.c gives it (`D`, or `F` if only making it durable failed);
+//! the whole image written makes it `A` again. The committer does no I/O and answers no
+//! one: its owner hands [`Committer::begin`]'s writing to the [`Flusher`] and reports back
+//! through [`Committer::end`], so that the two log actors keep their own waiters.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use roaring::RoaringBitmap;
+
+use super::flusher::{Flusher, Writing};
+use super::format::BITMAP_OFFSET;
+use super::{Claim, DeviceError, Layout};
+
+/// How many commit times the status report's percentiles are taken over.
+const COMMIT_TIMES_KEPT: usize = 512;
+
+/// The health letter of a disk log's status line (dm-log.c: A, D, F).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Alive,
+    /// A read or write of the log device failed.
+    Failed,
+    /// Making a write durable failed.
+    FlushFailed,
+}
+
+impl Health {
+    pub fn letter(self) -> char {
+        match self {
+            Health::Alive => 'A',
+            Health::Failed => 'D',
+            Health::FlushFailed => 'F',
+        }
+    }
+
+    /// What a failed write says of the device.
+    pub fn after(error: &DeviceError) -> Health {
+        match error {
+            DeviceError::Flush { .. } => Health::FlushFailed,
+            _ => Health::Failed,
+        }
+    }
+}
+
+/// What a commit on its way to the device writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// The blocks of the regions touched since the last commit.
+    Touched,
+    /// The whole image, repairing a stale device.
+    Whole,
+}
+
+/// One log's device, its I/O thread and what its next commit must write. Its owner (the
+/// log actor) decides when to commit and whom to answer.
+pub struct Committer {
+    flusher: Flusher,
+    layout: Layout,
+    status_name: String,
+    /// Keeps other mirrors off this device while the log lives.
+    _claim: Claim,
+    health: Health,
+    /// The device may hold anything where this log was to write: the next commit writes the
+    /// whole image.
+    stale: bool,
+    in_flight: Option<Extent>,
+    /// How long the last commits took, newest last, for the status report.
+    commit_times: VecDeque<Duration>,
+}
+
+impl Committer {
+    /// The device side of a log laid out as `layout`; `stale` if its first commit must write
+    /// the whole image.
+    pub fn new(flusher: Flusher, claim: Claim, layout: Layout, stale: bool) -> Committer {
+        let status_name = flusher.device().status_name();
+        Committer {
+            flusher,
+            layout,
+            status_name,
+            _claim: claim,
+            health: Health::Alive,
+            stale,
+            in_flight: None,
+            commit_times: VecDeque::new(),
+        }
+    }
+
+    pub fn flusher(&self) -> &Flusher {
+        &self.flusher
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The header block a load found, kept as it is in every later write.
+    pub fn keep_header(&mut self, header_block: Box<[u8; BITMAP_OFFSET]>) {
+        self.layout.header_block = header_block;
+    }
+
+    /// The device's status name (`major:minor`, or the file's path).
+    pub fn status_name(&self) -> &str {
+        &self.status_name
+    }
+
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
+    /// Says the device is in a state this log must not build on (read, or written, by
+    /// someone else meanwhile): the next commit writes it whole.
+    pub fn mark_stale(&mut self, health: Option<Health>) {
+        self.stale = true;
+        if let Some(health) = health {
+            self.health = health;
+        }
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    pub fn is_committing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The whole image of a log whose regions not clean are `unclean`.
+    pub fn whole(&self, unclean: &[&RoaringBitmap]) -> Writing {
+        let unclean = unclean.iter().map(|set| (*set).clone()).collect();
+        Writing::Whole { layout: self.layout.clone(), unclean }
+    }
+
+    /// Starts a commit of a log whose regions not clean are `unclean`, `touched` having
+    /// changed since the last one; returns what to hand the I/O thread, and what it is.
+    pub fn begin(
+        &mut self,
+        touched: &RoaringBitmap,
+        unclean: &[&RoaringBitmap],
+    ) -> (Writing, Extent) {
+        let (writing, extent) = if self.stale {
+            (self.whole(unclean), Extent::Whole)
+        } else {
+            (Writing::Blocks(self.layout.render_touched(touched, unclean)), Extent::Touched)
+        };
+        self.in_flight = Some(extent);
+        (writing, extent)
+    }
+
+    /// Ends the commit begun last, `took` long, and records what it says of the device.
+    pub fn end(&mut self, took: Duration, written: &Result<(), DeviceError>) {
+        let extent = self.in_flight.take();
+        if self.commit_times.len() == COMMIT_TIMES_KEPT {
+            self.commit_times.pop_front();
+        }
+        self.commit_times.push_back(took);
+        match written {
+            // What the failed write left on the device is unknown, the blocks it wrote for
+            // regions touched since included.
+            Err(error) => self.mark_stale(Some(Health::after(error))),
+            Ok(()) if extent == Some(Extent::Whole) => {
+                self.stale = false;
+                self.health = Health::Alive;
+            }
+            Ok(()) => {}
+        }
+    }
+
+    /// A resume wrote the whole image: the device's health is decided afresh, `loaded` being
+    /// what reading it said.
+    pub fn resumed(&mut self, loaded: Health, written: &Result<(), DeviceError>) {
+        self.stale = written.is_err();
+        self.health = match written {
+            Err(error) => Health::after(error),
+            Ok(()) => loaded,
+        };
+    }
+
+    /// The `q` quantile of the last commit times, in microseconds.
+    pub fn commit_time_us(&self, q: f64) -> Option<f64> {
+        let mut times: Vec<Duration> = self.commit_times.iter().copied().collect();
+        times.sort_unstable();
+        let last = times.len().checked_sub(1)?;
+        Some(times[(last as f64 * q).round() as usize].as_secs_f64() * 1e6)
+    }
+}

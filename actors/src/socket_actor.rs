@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use crate::cluster::{ClusterLogActor, Quorum};
+#[cfg(feature = "cluster")]
+use crate::cluster::ClusterLogActor;
+use crate::cluster::Corosync;
 use crate::log_actor::LogActor;
 use crate::log_core::LogCore;
 use crate::log_messages::{LogHandle, LogRequest};
@@ -35,7 +37,7 @@ const STATUS_ROOM: usize = 64;
 pub struct SocketActor {
     config: EngineConfig,
     /// The node's quorum, when clustered logs are served through corosync.
-    quorum: Option<Quorum>,
+    quorum: Option<Corosync>,
     /// What every log actor it starts is handed (the sink, the counters, the log-device
     /// claims).
     services: Services,
@@ -61,7 +63,7 @@ impl SocketActor {
         stopped: tokio::sync::oneshot::Sender<()>,
     ) -> SocketActor {
         SocketActor {
-            quorum: config.corosync.then(Quorum::watch),
+            quorum: crate::cluster::connect(config.corosync),
             config,
             services,
             registry,
@@ -114,14 +116,11 @@ impl SocketActor {
 
     /// CTR: a new log actor on the next worker; one already under this key is replaced.
     fn create(&mut self, ctr: LogRequest, args: LogArgs) {
-        let quorum = match (&self.quorum, args.clustered, self.config.single_node_clustered) {
-            (Some(quorum), true, _) => Some(quorum.clone()),
-            (None, true, false) => {
-                let why = "clustered log types need a cluster: set corosync (or single_node_clustered to serve them on this host alone)";
-                return self.refuse(&ctr.peer, &ctr.header, ctr.received, Errno::EINVAL, &why);
-            }
-            _ => None,
-        };
+        let quorum = self.quorum.clone().filter(|_| args.clustered);
+        if args.clustered && quorum.is_none() && !self.config.single_node_clustered {
+            let why = "clustered log types need a cluster: set corosync (or single_node_clustered to serve them on this host alone)";
+            return self.refuse(&ctr.peer, &ctr.header, ctr.received, Errno::EINVAL, &why);
+        }
         let key = ctr.header.key();
         let registration = Registry::register(&self.registry, key.clone());
         let generation = registration.generation();
@@ -129,7 +128,10 @@ impl SocketActor {
         let worker = self.workers.get(self.next_worker % self.workers.len().max(1)).cloned();
         self.next_worker = self.next_worker.wrapping_add(1);
         let log = match quorum {
+            #[cfg(feature = "cluster")]
             Some(quorum) => LogHandle::of(start_on(worker, ClusterLogActor::new(core, quorum))),
+            #[cfg(not(feature = "cluster"))]
+            Some(no_corosync) => match no_corosync {},
             None => {
                 let actor = LogActor::new(core, self.state_dir.as_ref());
                 LogHandle::of(start_on(worker, actor))

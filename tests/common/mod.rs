@@ -42,9 +42,11 @@ impl Daemon {
         daemon
     }
 
-    /// Starts the process (again) and waits until its socket is bound.
+    /// Starts the process (again) and waits until both its sockets are bound.
     pub fn restart(&mut self) {
+        let control = self.control_socket();
         let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&control);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -76,7 +78,7 @@ impl Daemon {
             .arg("--transport")
             .arg(format!("unix:{}", self.socket.display()))
             .arg("--control-socket")
-            .arg(self.dir.join("control.sock"))
+            .arg(&control)
             .args(state_dir)
             .args(&self.extra_args)
             .stdin(Stdio::null())
@@ -85,8 +87,9 @@ impl Daemon {
             .spawn()
             .expect("dm-ulogd starts");
         self.child = Some(child);
-        // Polling for a file is set-up, not an assertion: the daemon binds it at start-up.
-        while !self.socket.exists() {
+        // Polling for files is set-up, not an assertion: the daemon binds the transport, then
+        // the control socket, at start-up.
+        while !(self.socket.exists() && control.exists()) {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
                     "dm-ulogd exited at start-up: {status}; see {}",
@@ -95,6 +98,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Where the daemon's control socket is.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
     }
 
     /// The daemon's own configuration file: the log level (debug) unless a test writes it.
@@ -119,7 +127,7 @@ impl Daemon {
             .arg("status")
             .arg("--json")
             .arg("--control-socket")
-            .arg(self.dir.join("control.sock"))
+            .arg(self.control_socket())
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

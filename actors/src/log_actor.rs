@@ -14,10 +14,11 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::log_core::{serve_log, LogCore, ServesLog, Tally};
-use crate::region::{LogKind, RegionLog};
+use crate::region::{LogKind, RegionLog, ResumeFrom};
 use crate::reply_to::ReplyTo;
 use crate::shadow::{Shadow, StateDir};
-use crate::wire::{Errno, ReplyPayload, Request};
+use crate::store::Committer;
+use crate::wire::{Errno, Reply, ReplyPayload, Request};
 
 mod disk;
 mod shadowing;
@@ -47,9 +48,8 @@ pub struct LogActor {
 
 impl LogActor {
     pub(crate) fn new(core: LogCore, state_dir: Option<&Arc<StateDir>>) -> LogActor {
-        let mut region = RegionLog::new(&core.args);
+        let region = RegionLog::new(&core.args);
         let shadow = state_dir.map(|dir| Shadow::new(dir.clone(), &core.key));
-        region.report_changes(shadow.is_some());
         LogActor {
             ctr: core.args.to_string(),
             core,
@@ -81,6 +81,13 @@ impl LogActor {
         }));
     }
 
+    /// Answers from the region log, which tells the committer and the shadow what changed.
+    fn answer(&mut self, request: &Request) -> Option<Reply> {
+        let touched = self.core.device.as_mut().map(Committer::touched);
+        let journal = self.shadow.as_mut().map(Shadow::pending);
+        self.region.answer(request, (touched, journal))
+    }
+
     fn stop_if_closing(&mut self, ctx: &mut Context<Self>) {
         if self.closing {
             ctx.stop();
@@ -109,7 +116,7 @@ impl ServesLog for LogActor {
             }
             Request::Resume if is_disk => self.resume_disk(to, ctx),
             Request::Flush(_) | Request::Postsuspend if is_disk => {
-                let answer = self.region.answer(&request);
+                let answer = self.answer(&request);
                 self.journal();
                 match answer {
                     Some(Ok(_)) => self.commit(Waiter::Kernel(to), ctx),
@@ -118,15 +125,16 @@ impl ServesLog for LogActor {
                 }
             }
             Request::Resume => {
-                let reply = self.region.answer(&request).unwrap_or(Err(Errno::EINVAL));
-                if !std::mem::take(&mut self.restored) {
-                    self.region.forget_recovering();
-                }
+                self.region.resume(if std::mem::take(&mut self.restored) {
+                    ResumeFrom::Reconnect { device: None }
+                } else {
+                    ResumeFrom::Real { loaded: None }
+                });
                 self.save_shadow();
-                self.core.respond(&to, reply);
+                self.core.respond(&to, Ok(ReplyPayload::Empty));
             }
             _ => {
-                let reply = self.region.answer(&request).unwrap_or(Err(Errno::EINVAL));
+                let reply = self.answer(&request).unwrap_or(Err(Errno::EINVAL));
                 self.journal();
                 self.core.respond(&to, reply);
             }

@@ -2,7 +2,7 @@
 //! writes are read by an independent reader transcribed from dm-log.c, and images built by
 //! hand the way the kernel writes them are loaded by the store.
 
-use dm_ulog_actors::region::{LogArgs, RegionLog, SyncMode};
+use dm_ulog_actors::region::{LogArgs, RegionLog, ResumeFrom, SyncMode};
 use dm_ulog_actors::store::format::{self, image_size, Layout};
 use dm_ulog_actors::store::LogDevice;
 use dm_ulog_actors::units::{RegionCount, RegionIndex};
@@ -101,17 +101,18 @@ proptest! {
         let count = args.region_count();
         let mut log = RegionLog::new(&args);
         let layout = Layout { count, block_size, header_block: format::load(&[], count, SyncMode::Default).header_block };
-        log.resume_with(RoaringBitmap::new());
+        log.resume(ResumeFrom::Real { loaded: Some(RoaringBitmap::new()) });
         let (file, device) = temp_device(image_size(count, block_size));
         device.write(&layout.render_all(&log.unclean())).unwrap();
+        let mut touched = RoaringBitmap::new();
         for region in &marks {
-            log.mark(std::iter::once(RegionIndex(*region))).unwrap();
+            log.mark(std::iter::once(RegionIndex(*region)), &mut touched).unwrap();
         }
         for region in &clears {
-            log.clear(std::iter::once(RegionIndex(*region))).unwrap();
+            log.clear(std::iter::once(RegionIndex(*region)), &mut touched).unwrap();
         }
         // Only the touched blocks are written, yet the whole image must read right.
-        device.write(&layout.render_touched(&log.take_touched(), &log.unclean())).unwrap();
+        device.write(&layout.render_touched(&touched, &log.unclean())).unwrap();
         let image = std::fs::read(file.path()).unwrap();
         let (clean, failed) = kernel_resume(&image, count.0, SyncMode::Default);
         prop_assert!(!failed);
@@ -131,12 +132,13 @@ fn one_region_of_a_million_writes_one_block() {
     assert_eq!(count, RegionCount(1_000_000));
     let mut log = RegionLog::new(&args);
     let loaded = format::load(&[], count, SyncMode::Default);
-    log.resume_with(RoaringBitmap::new());
+    log.resume(ResumeFrom::Real { loaded: Some(RoaringBitmap::new()) });
     let layout = Layout { count, block_size: 512, header_block: loaded.header_block };
     let (file, device) = temp_device(image_size(count, 512));
     device.write(&layout.render_all(&log.unclean())).unwrap();
-    log.mark(std::iter::once(RegionIndex(777_777))).unwrap();
-    let commit = layout.render_touched(&log.take_touched(), &log.unclean());
+    let mut touched = RoaringBitmap::new();
+    log.mark(std::iter::once(RegionIndex(777_777)), &mut touched).unwrap();
+    let commit = layout.render_touched(&touched, &log.unclean());
     device.write(&commit).unwrap();
     let written = commit.bytes();
     assert!(
@@ -184,19 +186,20 @@ fn a_region_out_of_sync_stays_unclean_on_disk_until_set_in_sync() {
     let count = args.region_count();
     let mut log = RegionLog::new(&args);
     let loaded = format::load(&[], count, SyncMode::Default);
-    log.resume_with(RoaringBitmap::new());
+    log.resume(ResumeFrom::Real { loaded: Some(RoaringBitmap::new()) });
     let layout = Layout { count, block_size: 512, header_block: loaded.header_block };
     let (file, device) = temp_device(image_size(count, 512));
     let region = RegionIndex(5);
-    log.set_region_sync(region, false).unwrap();
-    log.mark(std::iter::once(region)).unwrap();
-    log.clear(std::iter::once(region)).unwrap();
+    log.set_region_sync(region, false, ()).unwrap();
+    log.mark(std::iter::once(region), ()).unwrap();
+    log.clear(std::iter::once(region), ()).unwrap();
     device.write(&layout.render_all(&log.unclean())).unwrap();
     let image = std::fs::read(file.path()).unwrap();
     assert!(!kernel_resume(&image, count.0, SyncMode::Default).0[5]);
     assert!(!log.is_clean(region).unwrap());
-    log.set_region_sync(region, true).unwrap();
-    device.write(&layout.render_touched(&log.take_touched(), &log.unclean())).unwrap();
+    let mut touched = RoaringBitmap::new();
+    log.set_region_sync(region, true, &mut touched).unwrap();
+    device.write(&layout.render_touched(&touched, &log.unclean())).unwrap();
     let image = std::fs::read(file.path()).unwrap();
     assert!(kernel_resume(&image, count.0, SyncMode::Default).0[5]);
     assert!(log.is_clean(region).unwrap());

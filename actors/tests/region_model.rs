@@ -167,7 +167,7 @@ proptest! {
         let mut log = RegionLog::new(&args);
         let mut kernel = KernelCoreLog::new(args.region_count().0, region_size, nosync);
         for request in &requests {
-            let ours = log.answer(request).expect("a region request");
+            let ours = log.answer(request, ()).expect("a region request");
             let theirs = kernel.answer(request);
             prop_assert_eq!(ours, theirs, "after {:?}", request);
         }
@@ -182,12 +182,12 @@ proptest! {
 fn a_new_core_log_resyncs_everything_unless_nosync() {
     let mut log = RegionLog::new(&"100 core 8".parse().unwrap());
     assert_eq!(log.sync_count(), 0);
-    assert_eq!(log.get_resync_work(), Some(RegionIndex(0)));
-    assert_eq!(log.get_resync_work(), Some(RegionIndex(1)));
-    log.set_region_sync(RegionIndex(0), true).unwrap();
+    assert_eq!(log.get_resync_work(()), Some(RegionIndex(0)));
+    assert_eq!(log.get_resync_work(()), Some(RegionIndex(1)));
+    log.set_region_sync(RegionIndex(0), true, ()).unwrap();
     assert_eq!(log.sync_count(), 1);
     // The same SET_REGION_SYNC resent after a timeout does not count twice.
-    log.set_region_sync(RegionIndex(0), true).unwrap();
+    log.set_region_sync(RegionIndex(0), true, ()).unwrap();
     assert_eq!(log.sync_count(), 1);
     let nosync = RegionLog::new(&"100 core 8 nosync".parse().unwrap());
     assert_eq!(nosync.sync_count(), 13);
@@ -197,6 +197,6 @@ fn a_new_core_log_resyncs_everything_unless_nosync() {
 fn a_batch_with_one_bad_region_changes_nothing() {
     let mut log = RegionLog::new(&"100 core 8 nosync".parse().unwrap());
     let batch = RegionBatch::from_regions(&[1, 2, 13]).unwrap();
-    assert_eq!(log.answer(&Request::MarkRegion(batch)), Some(Err(Errno::EINVAL)));
+    assert_eq!(log.answer(&Request::MarkRegion(batch), ()), Some(Err(Errno::EINVAL)));
     assert!(log.is_clean(RegionIndex(1)).unwrap());
 }

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::LogActor;
 use crate::metrics::Metrics;
-use crate::region::SyncMode;
+use crate::region::{ResumeFrom, SyncMode};
 use crate::reply_to::ReplyTo;
 use crate::store::format::{self, Header};
 use crate::store::{Claim, Committer, DeviceError, Extent, Flusher, Health, Layout};
@@ -93,12 +93,12 @@ impl LogActor {
                 tracing::error!(%uuid, luid, "incompatible disk log version; every region will be resynced");
                 health = Health::Failed;
             }
-            if restored {
-                act.region.resume_restored(&loaded.dirty);
+            let from = if restored {
+                ResumeFrom::Reconnect { device: Some(&loaded.dirty) }
             } else {
-                act.region.resume_with(loaded.dirty);
-                act.region.forget_recovering();
-            }
+                ResumeFrom::Real { loaded: Some(loaded.dirty) }
+            };
+            act.region.resume(from);
             act.save_shadow();
             tracing::info!(%uuid, luid, dirty = act.region.dirty_count(), in_sync = act.region.sync_count(), "log resumed");
             let Some(device) = act.core.device.as_mut() else { return };
@@ -130,15 +130,14 @@ impl LogActor {
     fn start_commit(&mut self, ctx: &mut Context<Self>) {
         let Some(device) = self.core.device.as_mut() else { return };
         let waiters = std::mem::take(&mut self.queued);
-        let touched = self.region.take_touched();
-        if touched.is_empty() && !device.is_stale() {
+        if !device.has_work() {
             // Everything the log holds is durable already.
             for waiter in waiters {
                 self.release(waiter, Ok(ReplyPayload::Empty));
             }
             return self.stop_if_closing(ctx);
         }
-        let (writing, extent) = device.begin(&touched, &self.region.unclean());
+        let (writing, extent) = device.begin(&self.region.unclean());
         let started = Instant::now();
         let (done, committed) = oneshot::channel();
         let answerer = Answerer {

@@ -48,7 +48,6 @@ impl LogActor {
 
     /// Rewrites the shadow as one snapshot of the whole state (at RESUME).
     pub(super) fn save_shadow(&mut self) {
-        self.region.take_changes();
         let Some(shadow) = &mut self.shadow else { return };
         let saved = shadow.save(Owner { key: &self.core.key, ctr: &self.ctr }, &self.region);
         self.shadow_written(saved);
@@ -56,20 +55,16 @@ impl LogActor {
 
     /// Journals what the last request changed, before its reply goes out.
     pub(super) fn journal(&mut self) {
-        let changes = self.region.take_changes();
-        let Some(shadow) = &mut self.shadow else { return };
-        if changes.is_empty() {
+        let Some(shadow) = self.shadow.as_mut().filter(|s| s.has_pending()) else {
             return;
-        }
-        let owner = Owner { key: &self.core.key, ctr: &self.ctr };
-        let appended = shadow.append(owner, &self.region, &changes);
-        self.shadow_written(appended);
+        };
+        let journaled = shadow.journal(Owner { key: &self.core.key, ctr: &self.ctr }, &self.region);
+        self.shadow_written(journaled);
     }
 
     /// DTR: the kernel forgets this log, so must the next daemon.
     pub(super) fn drop_shadow(&mut self) {
         let Some(mut shadow) = self.shadow.take() else { return };
-        self.region.report_changes(false);
         if let Err(error) = shadow.discard() {
             let path = shadow.path().display().to_string();
             tracing::warn!(uuid = %self.core.key.uuid, luid = self.core.key.luid, %path, %error, "shadow not removed");

@@ -22,6 +22,7 @@ use roaring::RoaringBitmap;
 use super::args::{LogArgs, LogKind};
 use super::change::Change;
 use super::error::LogError;
+use super::observer::RegionObserver;
 use crate::units::{RegionCount, RegionIndex, RegionSize};
 use crate::wire::{Reply, ReplyPayload, Request};
 
@@ -39,13 +40,27 @@ pub struct RegionLog {
     recovering: RoaringBitmap,
     /// Where GET_RESYNC_WORK looks next; RESUME starts it over.
     sync_search: u64,
-    /// Regions whose clean bit changed since [`RegionLog::take_touched`] was last called:
-    /// what a disk log must write at its next commit. `None` for a core log, which writes
-    /// nothing and so need not remember.
-    touched: Option<RoaringBitmap>,
-    /// Changes not yet handed to the shadow ([`RegionLog::take_changes`]); `None` while no
-    /// shadow is kept.
-    changes: Option<Vec<Change>>,
+    /// A disk log, whose dirty set a shadow keeps too.
+    disk: bool,
+}
+
+/// What a RESUME starts the log from, besides the state it holds.
+pub enum ResumeFrom<'a> {
+    /// Nothing else, as dm-log.c's `core_resume` (and [`RegionLog::answer`]).
+    Itself,
+    /// A real RESUME (not the one a reconnect sends): dm-raid1's presuspend waited for every
+    /// recovery to end, so nothing is being recovered, and a region a shadow kept as
+    /// recovering, whose GET_RESYNC_WORK reply a daemon crash cut off, is handed out again.
+    /// A disk log takes the dirty set `loaded` from its device and, as in `disk_resume`, a
+    /// region is in sync exactly when it is clean.
+    Real { loaded: Option<RoaringBitmap> },
+    /// The RESUME right after a reconnect took the shadow back: the kernel kept running, so
+    /// the shadow's sync and recovering sets stand. But a shadow never makes the log cleaner
+    /// than its device: a region dirty on a disk log's `device` stays dirty, even one whose
+    /// CLEAR was answered (and which the kernel will not clear again) until the next real
+    /// resume resyncs it. A lost clear costs one region's resync; trusting a wrong shadow
+    /// could cost data.
+    Reconnect { device: Option<&'a RoaringBitmap> },
 }
 
 /// The sets a shadow keeps, as a snapshot holds them and a restore gives them back.
@@ -70,19 +85,8 @@ impl RegionLog {
             out_of_sync,
             recovering: RoaringBitmap::new(),
             sync_search: 0,
-            touched: matches!(args.kind, LogKind::Disk { .. }).then(RoaringBitmap::new),
-            changes: None,
+            disk: matches!(args.kind, LogKind::Disk { .. }),
         }
-    }
-
-    /// Whether to report every change a shadow keeps through [`RegionLog::take_changes`].
-    pub fn report_changes(&mut self, report: bool) {
-        self.changes = report.then(Vec::new);
-    }
-
-    /// The changes since the last call.
-    pub fn take_changes(&mut self) -> Vec<Change> {
-        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// What a shadow snapshot holds.
@@ -90,7 +94,7 @@ impl RegionLog {
         ShadowSets {
             out_of_sync: self.out_of_sync.clone(),
             recovering: self.recovering.clone(),
-            dirty: if self.is_disk() { self.dirty.clone() } else { RoaringBitmap::new() },
+            dirty: if self.disk { self.dirty.clone() } else { RoaringBitmap::new() },
         }
     }
 
@@ -101,16 +105,6 @@ impl RegionLog {
         self.dirty = sets.dirty;
     }
 
-    fn is_disk(&self) -> bool {
-        self.touched.is_some()
-    }
-
-    fn note(&mut self, change: Change) {
-        if let Some(changes) = &mut self.changes {
-            changes.push(change);
-        }
-    }
-
     pub fn region_size(&self) -> RegionSize {
         self.region_size
     }
@@ -119,9 +113,10 @@ impl RegionLog {
         RegionCount(u64::from(self.region_count))
     }
 
-    /// Answers a request that only reads or changes region state, as a core log does;
-    /// `None` for the requests that need more than the regions (CTR, DTR, status lines).
-    pub fn answer(&mut self, request: &Request) -> Option<Reply> {
+    /// Answers a request that only reads or changes region state, as a core log does, and
+    /// tells `seen` what changed; `None` for the requests that need more than the regions
+    /// (CTR, DTR, status lines).
+    pub fn answer(&mut self, request: &Request, seen: impl RegionObserver) -> Option<Reply> {
         let errno = |e: LogError| e.errno();
         let done = |r: Result<(), LogError>| r.map(|()| ReplyPayload::Empty).map_err(errno);
         Some(match request {
@@ -130,7 +125,7 @@ impl RegionLog {
             }
             Request::Presuspend | Request::Postsuspend => Ok(ReplyPayload::Empty),
             Request::Resume => {
-                self.resume();
+                self.resume(ResumeFrom::Itself);
                 Ok(ReplyPayload::Empty)
             }
             Request::GetRegionSize => {
@@ -138,11 +133,13 @@ impl RegionLog {
             }
             Request::IsClean(r) => self.is_clean(*r).map(ReplyPayload::Flag).map_err(errno),
             Request::InSync(r) => self.in_sync(*r).map(ReplyPayload::Flag).map_err(errno),
-            Request::Flush(marks) | Request::MarkRegion(marks) => done(self.mark(marks.iter())),
-            Request::ClearRegion(regions) => done(self.clear(regions.iter())),
-            Request::GetResyncWork => Ok(ReplyPayload::ResyncWork(self.get_resync_work())),
+            Request::Flush(marks) | Request::MarkRegion(marks) => {
+                done(self.mark(marks.iter(), seen))
+            }
+            Request::ClearRegion(regions) => done(self.clear(regions.iter(), seen)),
+            Request::GetResyncWork => Ok(ReplyPayload::ResyncWork(self.get_resync_work(seen))),
             Request::SetRegionSync { region, in_sync } => {
-                done(self.set_region_sync(*region, *in_sync))
+                done(self.set_region_sync(*region, *in_sync, seen))
             }
             Request::GetSyncCount => Ok(ReplyPayload::Count(self.sync_count())),
             Request::IsRemoteRecovering(r) => self
@@ -155,41 +152,23 @@ impl RegionLog {
         })
     }
 
-    /// RESUME of a core log: recovery starts its search over.
-    pub fn resume(&mut self) {
+    /// RESUME: recovery starts its search over, and the log starts from what `from` says.
+    pub fn resume(&mut self, from: ResumeFrom<'_>) {
         self.sync_search = 0;
-    }
-
-    /// A real RESUME (not the one a reconnect sends): dm-raid1's presuspend waited for every
-    /// recovery to end, so nothing is being recovered. A region a shadow kept as recovering,
-    /// whose GET_RESYNC_WORK reply a daemon crash cut off, is handed out again from here on.
-    pub fn forget_recovering(&mut self) {
-        self.recovering.clear();
-    }
-
-    /// RESUME of a disk log: the dirty set just loaded from the log device. As in
-    /// `disk_resume`, a region is in sync exactly when it is clean.
-    pub fn resume_with(&mut self, dirty: RoaringBitmap) {
-        self.out_of_sync = dirty.clone();
-        self.dirty = dirty;
-        self.sync_search = 0;
-        // The whole image is written at resume, so nothing is pending any more.
-        if let Some(touched) = &mut self.touched {
-            touched.clear();
-        }
-    }
-
-    /// RESUME of a disk log right after a reconnect, its state restored from the shadow: the
-    /// kernel kept running, so the shadow's sync state stands. But a shadow never makes the
-    /// log cleaner than its device: a region dirty on `device` stays dirty, even one whose
-    /// CLEAR was answered (and which the kernel will not clear again) until the next real
-    /// resume resyncs it. A lost clear costs one region's resync; trusting a wrong shadow
-    /// could cost data.
-    pub fn resume_restored(&mut self, device: &RoaringBitmap) {
-        self.dirty |= device;
-        self.sync_search = 0;
-        if let Some(touched) = &mut self.touched {
-            touched.clear();
+        match from {
+            ResumeFrom::Itself => {}
+            ResumeFrom::Real { loaded } => {
+                self.recovering.clear();
+                if let Some(dirty) = loaded {
+                    self.out_of_sync = dirty.clone();
+                    self.dirty = dirty;
+                }
+            }
+            ResumeFrom::Reconnect { device } => {
+                if let Some(device) = device {
+                    self.dirty |= device;
+                }
+            }
         }
     }
 
@@ -209,9 +188,10 @@ impl RegionLog {
     pub fn mark(
         &mut self,
         regions: impl Iterator<Item = RegionIndex> + Clone,
+        seen: impl RegionObserver,
     ) -> Result<(), LogError> {
         let regions = self.check_all(regions)?;
-        self.set_dirty(regions, true);
+        self.set_dirty(regions, true, seen);
         Ok(())
     }
 
@@ -219,33 +199,40 @@ impl RegionLog {
     pub fn clear(
         &mut self,
         regions: impl Iterator<Item = RegionIndex> + Clone,
+        seen: impl RegionObserver,
     ) -> Result<(), LogError> {
         let regions = self.check_all(regions)?;
-        self.set_dirty(regions, false);
+        self.set_dirty(regions, false, seen);
         Ok(())
     }
 
-    /// Marks or clears `regions`; a disk log with a shadow reports the ones that changed.
-    fn set_dirty(&mut self, regions: impl Iterator<Item = u32>, dirty: bool) {
-        let reported = self.is_disk() && self.changes.is_some();
+    /// Marks or clears `regions`; the dirty set of a disk log is the shadow's too, so the
+    /// regions that changed are reported for it.
+    fn set_dirty(
+        &mut self,
+        regions: impl Iterator<Item = u32>,
+        dirty: bool,
+        mut seen: impl RegionObserver,
+    ) {
+        let reported = self.disk && seen.wants_changes();
         let mut changed = Vec::new();
         for region in regions {
             let flipped = if dirty { self.dirty.insert(region) } else { self.dirty.remove(region) };
             if flipped {
-                self.touch(region);
+                seen.clean_bit_changed(region);
                 if reported {
                     changed.push(region);
                 }
             }
         }
         if !changed.is_empty() {
-            self.note(if dirty { Change::Marked(changed) } else { Change::Cleared(changed) });
+            seen.changed(if dirty { Change::Marked(changed) } else { Change::Cleared(changed) });
         }
     }
 
     /// GET_RESYNC_WORK: the next out-of-sync region from the search position that is not
     /// already being recovered; it is recovering from now on.
-    pub fn get_resync_work(&mut self) -> Option<RegionIndex> {
+    pub fn get_resync_work(&mut self, mut seen: impl RegionObserver) -> Option<RegionIndex> {
         if self.sync_search >= u64::from(self.region_count) {
             return None;
         }
@@ -255,7 +242,7 @@ impl RegionLog {
             Some(region) => {
                 self.sync_search = u64::from(region) + 1;
                 self.recovering.insert(region);
-                self.note(Change::Recovering(region));
+                seen.changed(Change::Recovering(region));
                 Some(RegionIndex(u64::from(region)))
             }
             None => {
@@ -266,16 +253,21 @@ impl RegionLog {
     }
 
     /// SET_REGION_SYNC: recovery of `region` ended, and left it in sync or not.
-    pub fn set_region_sync(&mut self, region: RegionIndex, in_sync: bool) -> Result<(), LogError> {
+    pub fn set_region_sync(
+        &mut self,
+        region: RegionIndex,
+        in_sync: bool,
+        mut seen: impl RegionObserver,
+    ) -> Result<(), LogError> {
         let region = self.check(region)?;
         self.recovering.remove(region);
         let changed =
             if in_sync { self.out_of_sync.remove(region) } else { self.out_of_sync.insert(region) };
         if changed {
             // The region's clean bit on disk follows its sync state (finding C).
-            self.touch(region);
+            seen.clean_bit_changed(region);
         }
-        self.note(if in_sync { Change::InSync(region) } else { Change::OutOfSync(region) });
+        seen.changed(if in_sync { Change::InSync(region) } else { Change::OutOfSync(region) });
         Ok(())
     }
 
@@ -309,17 +301,6 @@ impl RegionLog {
     /// How many regions are dirty right now.
     pub fn dirty_count(&self) -> u64 {
         self.dirty.len()
-    }
-
-    /// Hands over the regions whose clean bit changed since the last call.
-    pub fn take_touched(&mut self) -> RoaringBitmap {
-        self.touched.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    fn touch(&mut self, region: u32) {
-        if let Some(touched) = &mut self.touched {
-            touched.insert(region);
-        }
     }
 
     fn check(&self, region: RegionIndex) -> Result<u32, LogError> {

@@ -8,11 +8,13 @@ mod args;
 mod change;
 mod error;
 mod log;
+mod observer;
 
 pub use args::{ArgsError, LogArgs, LogKind, SyncMode};
 pub use change::Change;
 pub use error::LogError;
-pub use log::{RegionLog, ShadowSets};
+pub use log::{RegionLog, ResumeFrom, ShadowSets};
+pub use observer::RegionObserver;
 
 /// The one rule of cleanliness, for every log type, single-host or clustered: a region is
 /// clean when nobody holds a mark on it and it is in sync. A region out of sync is never

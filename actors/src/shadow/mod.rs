@@ -61,6 +61,8 @@ pub struct Shadow {
     written: u64,
     /// The size past which the next append compacts.
     compact_at: u64,
+    /// What the log reported since the last write: the next record's changes.
+    pending: Vec<Change>,
 }
 
 /// Where the next journal record goes.
@@ -87,6 +89,7 @@ impl Shadow {
             journal: Journal::Missing,
             written: 0,
             compact_at: MIN_COMPACT_BYTES,
+            pending: Vec::new(),
         }
     }
 
@@ -112,7 +115,25 @@ impl Shadow {
     /// Writes the log's whole kept state as a new file (written aside, then renamed over).
     /// On failure the file is removed: a stale shadow must not be found by the next daemon.
     pub fn save(&mut self, owner: Owner<'_>, log: &RegionLog) -> io::Result<()> {
+        self.pending.clear();
         self.write_snapshot(owner, log).inspect_err(|_| self.remove_after_failure())
+    }
+
+    /// Where the log reports the changes this shadow is to journal (its
+    /// [`RegionObserver`](crate::region::RegionObserver)).
+    pub fn pending(&mut self) -> &mut Vec<Change> {
+        &mut self.pending
+    }
+
+    /// Whether the log reported anything since the last write.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Journals what the log reported since the last write.
+    pub fn journal(&mut self, owner: Owner<'_>, log: &RegionLog) -> io::Result<()> {
+        let changes = std::mem::take(&mut self.pending);
+        self.append(owner, log, &changes)
     }
 
     fn write_snapshot(&mut self, owner: Owner<'_>, log: &RegionLog) -> io::Result<()> {

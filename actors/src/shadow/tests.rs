@@ -6,7 +6,7 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use super::*;
-use crate::region::{LogArgs, ShadowSets};
+use crate::region::{LogArgs, ResumeFrom, ShadowSets};
 use crate::units::RegionIndex;
 use crate::wire::Uuid;
 
@@ -16,12 +16,11 @@ fn key(luid: u64) -> LogKey {
     LogKey { uuid: Uuid::new("LVM-shadow-test").unwrap(), luid }
 }
 
-/// A disk log of 64 regions, resumed all in sync, reporting changes.
+/// A disk log of 64 regions, resumed all in sync.
 fn log() -> RegionLog {
     let args: LogArgs = CTR.parse().unwrap();
     let mut log = RegionLog::new(&args);
-    log.resume_with(RoaringBitmap::new());
-    log.report_changes(true);
+    log.resume(ResumeFrom::Real { loaded: Some(RoaringBitmap::new()) });
     log
 }
 
@@ -43,26 +42,25 @@ fn saved_shadow(dir: &std::path::Path) -> (LogKey, Shadow, RegionLog) {
     (key, shadow, log)
 }
 
-/// Appends what `log` changed since the last call.
-fn journal(shadow: &mut Shadow, key: &LogKey, log: &mut RegionLog) {
-    let changes = log.take_changes();
-    shadow.append(owner(key), log, &changes).unwrap();
+/// Appends what `log` reported to `shadow` since its last write.
+fn journal(shadow: &mut Shadow, key: &LogKey, log: &RegionLog) {
+    shadow.journal(owner(key), log).unwrap();
 }
 
 #[test]
 fn snapshot_and_journal_replay_to_the_state_of_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let (key, mut shadow, mut log) = saved_shadow(dir.path());
-    log.set_region_sync(RegionIndex(3), false).unwrap();
-    log.set_region_sync(RegionIndex(9), false).unwrap();
-    journal(&mut shadow, &key, &mut log);
+    log.set_region_sync(RegionIndex(3), false, shadow.pending()).unwrap();
+    log.set_region_sync(RegionIndex(9), false, shadow.pending()).unwrap();
+    journal(&mut shadow, &key, &log);
     // Recovery of 3 succeeds, 9 is handed out, 20 to 22 are marked and 22 cleared.
-    assert_eq!(log.get_resync_work(), Some(RegionIndex(3)));
-    log.set_region_sync(RegionIndex(3), true).unwrap();
-    assert_eq!(log.get_resync_work(), Some(RegionIndex(9)));
-    log.mark([20, 21, 22].map(RegionIndex).into_iter()).unwrap();
-    log.clear(std::iter::once(RegionIndex(22))).unwrap();
-    journal(&mut shadow, &key, &mut log);
+    assert_eq!(log.get_resync_work(shadow.pending()), Some(RegionIndex(3)));
+    log.set_region_sync(RegionIndex(3), true, shadow.pending()).unwrap();
+    assert_eq!(log.get_resync_work(shadow.pending()), Some(RegionIndex(9)));
+    log.mark([20, 21, 22].map(RegionIndex).into_iter(), shadow.pending()).unwrap();
+    log.clear(std::iter::once(RegionIndex(22)), shadow.pending()).unwrap();
+    journal(&mut shadow, &key, &log);
 
     let replayed = shadow.load(owner(&key), 64).unwrap().expect("a shadow");
     assert!(!replayed.torn_tail);
@@ -77,9 +75,9 @@ fn a_torn_last_record_is_dropped_and_what_precedes_it_kept() {
     let dir = tempfile::tempdir().unwrap();
     let (key, mut shadow, mut log) = saved_shadow(dir.path());
     for region in [1, 2].map(RegionIndex) {
-        log.set_region_sync(region, false).unwrap();
+        log.set_region_sync(region, false, shadow.pending()).unwrap();
     }
-    journal(&mut shadow, &key, &mut log);
+    journal(&mut shadow, &key, &log);
     // The last record loses its last byte, as a write cut by a crash would leave it.
     let bytes = std::fs::read(shadow.path()).unwrap();
     std::fs::write(shadow.path(), &bytes[..bytes.len() - 1]).unwrap();
@@ -141,8 +139,8 @@ fn a_long_journal_is_compacted_into_one_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (key, mut shadow, mut log) = saved_shadow(dir.path());
     for round in 0..10_000u64 {
-        log.set_region_sync(RegionIndex(round % 64), round % 3 == 0).unwrap();
-        journal(&mut shadow, &key, &mut log);
+        log.set_region_sync(RegionIndex(round % 64), round % 3 == 0, shadow.pending()).unwrap();
+        journal(&mut shadow, &key, &log);
     }
     let size = std::fs::metadata(shadow.path()).unwrap().len();
     assert!(size <= MIN_COMPACT_BYTES, "{size} bytes");
@@ -154,10 +152,10 @@ fn a_long_journal_is_compacted_into_one_snapshot() {
 fn a_core_log_keeps_no_dirty_set() {
     let args: LogArgs = "512 core 8".parse().unwrap();
     let mut log = RegionLog::new(&args);
-    log.report_changes(true);
-    log.mark(std::iter::once(RegionIndex(4))).unwrap();
-    log.clear(std::iter::once(RegionIndex(4))).unwrap();
-    assert!(log.take_changes().is_empty());
+    let mut reported = Vec::new();
+    log.mark(std::iter::once(RegionIndex(4)), &mut reported).unwrap();
+    log.clear(std::iter::once(RegionIndex(4)), &mut reported).unwrap();
+    assert!(reported.is_empty());
     assert_eq!(log.shadow_sets().dirty, RoaringBitmap::new());
     assert_eq!(
         log.shadow_sets(),
@@ -180,7 +178,7 @@ fn a_journal_past_the_open_budget_is_opened_for_each_record() {
     for (shadow, key, log) in
         [(&mut kept, &first, &mut log_a), (&mut reopened, &second, &mut log_b)]
     {
-        log.set_region_sync(RegionIndex(5), false).unwrap();
+        log.set_region_sync(RegionIndex(5), false, shadow.pending()).unwrap();
         journal(shadow, key, log);
         let replayed = shadow.load(owner(key), 64).unwrap().unwrap();
         assert_eq!(replayed.sets, log.shadow_sets());
@@ -193,15 +191,14 @@ fn a_failed_write_removes_the_file_and_the_next_change_writes_it_afresh() {
     let (key, mut shadow, mut log) = saved_shadow(dir.path());
     // The aside name taken by a directory: the next snapshot cannot be created.
     std::fs::create_dir(dir.path().join("state").join(shadow.aside.to_str().unwrap())).unwrap();
-    log.set_region_sync(RegionIndex(3), false).unwrap();
+    log.set_region_sync(RegionIndex(3), false, shadow.pending()).unwrap();
     shadow.compact_at = 0; // this change compacts, so it writes a snapshot
-    let changes = log.take_changes();
-    assert!(shadow.append(owner(&key), &log, &changes).is_err());
+    assert!(shadow.journal(owner(&key), &log).is_err());
     assert!(!shadow.path().exists(), "no stale shadow is left behind");
     assert!(shadow.is_missing());
     std::fs::remove_dir(dir.path().join("state").join(shadow.aside.to_str().unwrap())).unwrap();
-    log.set_region_sync(RegionIndex(4), false).unwrap();
-    journal(&mut shadow, &key, &mut log);
+    log.set_region_sync(RegionIndex(4), false, shadow.pending()).unwrap();
+    journal(&mut shadow, &key, &log);
     let replayed = shadow.load(owner(&key), 64).unwrap().expect("written afresh");
     assert_eq!(replayed.sets, log.shadow_sets());
 }

@@ -71,6 +71,9 @@ pub struct Committer {
     /// whole image.
     stale: bool,
     in_flight: Option<Extent>,
+    /// The regions whose clean bit changed since the last commit began: the blocks the next
+    /// one writes. The log's [`RegionObserver`](crate::region::RegionObserver).
+    touched: RoaringBitmap,
     /// How long the last commits took, newest last, for the status report.
     commit_times: VecDeque<Duration>,
 }
@@ -88,6 +91,7 @@ impl Committer {
             health: Health::Alive,
             stale,
             in_flight: None,
+            touched: RoaringBitmap::new(),
             commit_times: VecDeque::new(),
         }
     }
@@ -123,31 +127,36 @@ impl Committer {
         }
     }
 
-    pub fn is_stale(&self) -> bool {
-        self.stale
+    /// Where the log reports the regions whose clean bit changes.
+    pub fn touched(&mut self) -> &mut RoaringBitmap {
+        &mut self.touched
+    }
+
+    /// Whether a commit would write anything: a region changed, or the device is stale.
+    pub fn has_work(&self) -> bool {
+        self.stale || !self.touched.is_empty()
     }
 
     pub fn is_committing(&self) -> bool {
         self.in_flight.is_some()
     }
 
-    /// The whole image of a log whose regions not clean are `unclean`.
-    pub fn whole(&self, unclean: &[&RoaringBitmap]) -> Writing {
+    /// The whole image of a log whose regions not clean are `unclean`: nothing touched is
+    /// left to write once it is written.
+    pub fn whole(&mut self, unclean: &[&RoaringBitmap]) -> Writing {
+        self.touched.clear();
         let unclean = unclean.iter().map(|set| (*set).clone()).collect();
         Writing::Whole { layout: self.layout.clone(), unclean }
     }
 
-    /// Starts a commit of a log whose regions not clean are `unclean`, `touched` having
-    /// changed since the last one; returns what to hand the I/O thread, and what it is.
-    pub fn begin(
-        &mut self,
-        touched: &RoaringBitmap,
-        unclean: &[&RoaringBitmap],
-    ) -> (Writing, Extent) {
+    /// Starts a commit of a log whose regions not clean are `unclean`; returns what to hand
+    /// the I/O thread, and what it is.
+    pub fn begin(&mut self, unclean: &[&RoaringBitmap]) -> (Writing, Extent) {
         let (writing, extent) = if self.stale {
             (self.whole(unclean), Extent::Whole)
         } else {
-            (Writing::Blocks(self.layout.render_touched(touched, unclean)), Extent::Touched)
+            let touched = std::mem::take(&mut self.touched);
+            (Writing::Blocks(self.layout.render_touched(&touched, unclean)), Extent::Touched)
         };
         self.in_flight = Some(extent);
         (writing, extent)

@@ -102,7 +102,8 @@ impl ClusterLogActor {
         disk.wanted = false;
         let unclean = state.unclean();
         let position = state.applied();
-        let (writing, _) = device.begin(&(&disk.on_disk ^ &unclean), &[&unclean]);
+        *device.touched() |= &disk.on_disk ^ &unclean;
+        let (writing, _) = device.begin(&[&unclean]);
         let started = Instant::now();
         let write = device.flusher().write(writing);
         ctx.spawn(write.into_actor(self).map(move |written, act, ctx| {

@@ -7,14 +7,17 @@
 //! Layers, lowest first (nothing points up):
 //! - [`units`]: typed sectors, region sizes, indices and counts;
 //! - [`wire`]: datagram bytes to typed requests and back, never panicking on any input;
-//! - [`region`]: the dirty-log state machine, answering as the kernel's own logs do;
-//! - [`store`]: the kernel's on-disk log format and its durable, block-granular commits;
+//! - [`region`]: the dirty-log state machine, answering as the kernel's own logs do, and
+//!   telling its observers (the committer, the shadow) what changed;
+//! - [`store`]: the kernel's on-disk log format, the log device and its I/O thread, and the
+//!   commit rules every disk log follows;
 //! - [`shadow`]: each log's sync state in a runtime directory, to outlive a daemon crash;
 //! - [`transport`]: netlink connector, unix datagram socket or in-process channel;
-//! - the actors: a socket actor routing to one log actor per log, each disk log with a
-//!   flusher (its I/O thread); [`Engine`] starts them;
-//! - [`cluster`]: the clustered log types, one state kept alike on several hosts over
-//!   corosync CPG;
+//! - [`cluster`]: the clustered log's replicated state and messages and, with the `cluster`
+//!   feature, corosync and the clustered log actor;
+//! - the actors: one message for every log actor (`log_messages`), the routing table
+//!   (`registry`), the core both log actors embed (`log_core`), the single-host log actor
+//!   (`log_actor`), the socket actor routing to them; [`Engine`] starts them;
 //! - [`metrics`]: what the actors count for operators (requests, errors, latencies).
 
 pub mod cluster;

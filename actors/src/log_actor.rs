@@ -27,7 +27,7 @@ use disk::Waiter;
 
 /// One single-host log (`core` or `disk`): its state, its order and, for a disk log, its
 /// device and group commit belong to this actor alone, so no lock stands between requests.
-pub struct LogActor {
+pub(crate) struct LogActor {
     core: LogCore,
     /// The CTR string as the shadow names its owner, rendered once: the journal's hot path
     /// needs it whenever it compacts.

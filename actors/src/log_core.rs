@@ -47,7 +47,7 @@ pub(crate) struct Tally {
 }
 
 impl LogCore {
-    pub fn new(
+    pub(crate) fn new(
         key: LogKey,
         args: LogArgs,
         registration: Registration,
@@ -67,27 +67,27 @@ impl LogCore {
         }
     }
 
-    pub fn sink(&self) -> &ReplySink {
+    pub(crate) fn sink(&self) -> &ReplySink {
         &self.sink
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    pub fn respond(&mut self, to: &ReplyTo, reply: Reply) {
+    pub(crate) fn respond(&mut self, to: &ReplyTo, reply: Reply) {
         self.respond_ok(to, reply);
     }
 
     /// Sends `reply`; false if what went out was a refusal.
-    pub fn respond_ok(&mut self, to: &ReplyTo, reply: Reply) -> bool {
+    pub(crate) fn respond_ok(&mut self, to: &ReplyTo, reply: Reply) -> bool {
         let sent = to.send(&self.sink, &self.metrics, &self.key, &reply);
         sent.map_err(|error| self.last_error = Some(error)).is_ok()
     }
 
     /// Opens the log device `name` on the blocking pool (an open may wait on a slow device),
     /// claims it for this log, starts its I/O thread and, still there, runs `read` on it.
-    pub fn open_device<T: Send + 'static>(
+    pub(crate) fn open_device<T: Send + 'static>(
         &self,
         name: &str,
         read: impl FnOnce(&LogDevice) -> Result<T, DeviceError> + Send + 'static,
@@ -109,7 +109,7 @@ impl LogCore {
     /// Answers the CTR. A CTR answered with an error (the log's, or one its reply became on
     /// its way out) leaves nothing behind, for the kernel sends no DTR for it: the actor
     /// stops, taking its device, thread and claim with it.
-    pub fn constructed<A>(&mut self, to: &ReplyTo, reply: Reply, ctx: &mut Context<A>)
+    pub(crate) fn constructed<A>(&mut self, to: &ReplyTo, reply: Reply, ctx: &mut Context<A>)
     where
         A: Actor<Context = Context<A>>,
     {
@@ -121,8 +121,12 @@ impl LogCore {
     }
 
     /// A CTR whose device could not be opened.
-    pub fn not_constructed<A>(&mut self, to: &ReplyTo, error: &DeviceError, ctx: &mut Context<A>)
-    where
+    pub(crate) fn not_constructed<A>(
+        &mut self,
+        to: &ReplyTo,
+        error: &DeviceError,
+        ctx: &mut Context<A>,
+    ) where
         A: Actor<Context = Context<A>>,
     {
         tracing::warn!(uuid = %self.key.uuid, luid = self.key.luid, %error, "log not created");
@@ -130,13 +134,13 @@ impl LogCore {
     }
 
     /// Keeps `error` for the status report.
-    pub fn note_error(&mut self, error: String) {
+    pub(crate) fn note_error(&mut self, error: String) {
         self.last_error = Some(error);
     }
 
     /// A failed read or write of the log device: traced, kept for the status report, and
     /// turned into the reply the kernel's disk log gives whatever the cause, EIO.
-    pub fn device_failed(&mut self, error: &DeviceError) -> Errno {
+    pub(crate) fn device_failed(&mut self, error: &DeviceError) -> Errno {
         tracing::error!(uuid = %self.key.uuid, luid = self.key.luid, %error, "log device failed");
         self.last_error = Some(error.to_string());
         Errno::EIO

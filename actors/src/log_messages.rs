@@ -13,7 +13,7 @@ use crate::transport::Peer;
 use crate::wire::{Request, RequestHeader};
 
 /// A decoded request for this log.
-pub struct LogRequest {
+pub(crate) struct LogRequest {
     pub header: RequestHeader,
     pub request: Request,
     pub peer: Peer,
@@ -27,7 +27,7 @@ pub struct LogRequest {
 #[allow(clippy::large_enum_variant)]
 #[derive(Message)]
 #[rtype(result = "()")]
-pub enum LogMessage {
+pub(crate) enum LogMessage {
     Request(LogRequest),
     /// Commit what is pending, then stop; the sender is told when that is done.
     Shutdown(oneshot::Sender<()>),
@@ -39,26 +39,26 @@ pub enum LogMessage {
 
 /// How the engine reaches one log actor, of whatever kind.
 #[derive(Clone)]
-pub struct LogHandle(Recipient<LogMessage>);
+pub(crate) struct LogHandle(Recipient<LogMessage>);
 
 impl LogHandle {
-    pub fn of<A>(addr: Addr<A>) -> LogHandle
+    pub(crate) fn of<A>(addr: Addr<A>) -> LogHandle
     where
         A: Actor<Context = Context<A>> + Handler<LogMessage>,
     {
         LogHandle(addr.recipient())
     }
 
-    pub fn request(&self, request: LogRequest) {
+    pub(crate) fn request(&self, request: LogRequest) {
         self.0.do_send(LogMessage::Request(request));
     }
 
-    pub fn retire(&self) {
+    pub(crate) fn retire(&self) {
         self.0.do_send(LogMessage::Retire);
     }
 
     /// Asks the log to commit and stop; resolves when it has (or is gone).
-    pub fn shutdown(&self) -> impl std::future::Future<Output = ()> {
+    pub(crate) fn shutdown(&self) -> impl std::future::Future<Output = ()> {
         let (done, stopped) = oneshot::channel();
         self.0.do_send(LogMessage::Shutdown(done));
         async move {
@@ -68,7 +68,7 @@ impl LogHandle {
     }
 
     /// The log's state; `None` if it stopped meanwhile.
-    pub async fn describe(&self) -> Option<LogStatus> {
+    pub(crate) async fn describe(&self) -> Option<LogStatus> {
         let (reply, status) = oneshot::channel();
         self.0.do_send(LogMessage::Describe(reply));
         status.await.ok()

@@ -44,7 +44,7 @@ const REQUEST_SLOTS: usize = RequestType::ALL.len() + 1;
 const ERRNO_SLOTS: usize = 134;
 
 /// A latency histogram with fixed buckets.
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// Observations per bucket, not cumulative; the last bucket is above every bound.
     buckets: [AtomicU64; BOUNDS_NANOS.len() + 1],
     sum_nanos: AtomicU64,

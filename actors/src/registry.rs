@@ -19,7 +19,7 @@ use crate::wire::LogKey;
 /// Which actor serves which log: the socket actor looks every request up here, and a log
 /// actor that stops takes its own entry out (by generation, never its successor's).
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     logs: DashMap<LogKey, Entry>,
     next_generation: AtomicU64,
 }
@@ -32,7 +32,7 @@ struct Entry {
 /// A log actor's claim on its key, held by the actor and dropped with it: the registry then
 /// stops routing the key to it, but never to a successor that took the key since. With it,
 /// no log actor has to know the registry to leave it.
-pub struct Registration {
+pub(crate) struct Registration {
     registry: Arc<Registry>,
     key: LogKey,
     generation: u64,
@@ -40,7 +40,7 @@ pub struct Registration {
 
 impl Registration {
     /// The generation under which [`Registry::insert`] routes to this actor.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
 }
@@ -53,19 +53,24 @@ impl Drop for Registration {
 
 impl Registry {
     /// The registration of a log actor about to be started for `key`, with a new generation.
-    pub fn register(registry: &Arc<Registry>, key: LogKey) -> Registration {
+    pub(crate) fn register(registry: &Arc<Registry>, key: LogKey) -> Registration {
         let generation = registry.next_generation.fetch_add(1, Ordering::Relaxed);
         Registration { registry: registry.clone(), key, generation }
     }
 
     /// Routes `key` to `addr`; returns the actor it replaces, if any.
-    pub fn insert(&self, key: LogKey, addr: LogHandle, generation: u64) -> Option<LogHandle> {
+    pub(crate) fn insert(
+        &self,
+        key: LogKey,
+        addr: LogHandle,
+        generation: u64,
+    ) -> Option<LogHandle> {
         self.logs.insert(key, Entry { addr, generation }).map(|old| old.addr)
     }
 
     /// Hands `request` to the actor that serves `key`, or gives it back (boxed: it is large,
     /// and an unknown key is rare) if none does.
-    pub fn send(&self, key: &LogKey, request: LogRequest) -> Result<(), Box<LogRequest>> {
+    pub(crate) fn send(&self, key: &LogKey, request: LogRequest) -> Result<(), Box<LogRequest>> {
         match self.logs.get(key) {
             Some(entry) => {
                 entry.addr.request(request);
@@ -76,7 +81,11 @@ impl Registry {
     }
 
     /// As [`Registry::send`], and stops routing `key`.
-    pub fn send_last(&self, key: &LogKey, request: LogRequest) -> Result<(), Box<LogRequest>> {
+    pub(crate) fn send_last(
+        &self,
+        key: &LogKey,
+        request: LogRequest,
+    ) -> Result<(), Box<LogRequest>> {
         match self.remove(key) {
             Some(log) => {
                 log.request(request);
@@ -87,7 +96,7 @@ impl Registry {
     }
 
     /// Stops routing `key`; returns the actor that served it.
-    pub fn remove(&self, key: &LogKey) -> Option<LogHandle> {
+    pub(crate) fn remove(&self, key: &LogKey) -> Option<LogHandle> {
         self.logs.remove(key).map(|(_, entry)| entry.addr)
     }
 
@@ -97,17 +106,17 @@ impl Registry {
     }
 
     /// Every routed actor.
-    pub fn all(&self) -> Vec<LogHandle> {
+    pub(crate) fn all(&self) -> Vec<LogHandle> {
         self.logs.iter().map(|entry| entry.addr.clone()).collect()
     }
 
     /// Every routed actor, no longer routed: for shutdown.
-    pub fn drain(&self) -> Vec<LogHandle> {
+    pub(crate) fn drain(&self) -> Vec<LogHandle> {
         let keys: Vec<LogKey> = self.logs.iter().map(|e| e.key().clone()).collect();
         keys.iter().filter_map(|key| self.remove(key)).collect()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.logs.len()
     }
 }

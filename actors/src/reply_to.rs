@@ -19,7 +19,12 @@ pub(crate) struct ReplyTo {
 }
 
 impl ReplyTo {
-    pub fn new(header: RequestHeader, peer: Peer, request: &Request, received: Instant) -> ReplyTo {
+    pub(crate) fn new(
+        header: RequestHeader,
+        peer: Peer,
+        request: &Request,
+        received: Instant,
+    ) -> ReplyTo {
         let capacity = reply_capacity(request, header.version);
         ReplyTo { header, peer, capacity, received }
     }
@@ -27,7 +32,7 @@ impl ReplyTo {
     /// Counts and sends `reply`. A refusal, whether the log's or one the reply became (a
     /// payload the kernel has no room for), is traced and returned as text for the log's
     /// status.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         sink: &ReplySink,
         metrics: &Metrics,

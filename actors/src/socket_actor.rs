@@ -34,7 +34,7 @@ const STATUS_ROOM: usize = 64;
 /// The one reader of the transport: decoding and routing happen in one place and in arrival
 /// order, so each log sees its requests in the order the kernel sent them, while the logs
 /// themselves run on other threads.
-pub struct SocketActor {
+pub(crate) struct SocketActor {
     config: EngineConfig,
     /// The node's quorum, when clustered logs are served through corosync.
     quorum: Option<Corosync>,
@@ -53,7 +53,7 @@ pub struct SocketActor {
 }
 
 impl SocketActor {
-    pub fn new(
+    pub(crate) fn new(
         config: EngineConfig,
         state_dir: Option<Arc<StateDir>>,
         services: Services,
@@ -224,7 +224,7 @@ impl StreamHandler<Datagram> for SocketActor {
 /// Stop taking requests, commit every disk log, stop every log actor.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Drain;
+pub(crate) struct Drain;
 
 impl Handler<Drain> for SocketActor {
     type Result = ResponseFuture<()>;

@@ -44,7 +44,7 @@ const WAIT_RETRY: Duration = Duration::from_millis(100);
 
 /// One clustered log on this host: it turns its kernel's requests into ops in the group's
 /// agreed order and answers them when they come back, so every host's replica agrees.
-pub struct ClusterLogActor {
+pub(crate) struct ClusterLogActor {
     core: LogCore,
     quorum: Quorum,
     /// What the state starts from should this member be the group's first: from CTR until

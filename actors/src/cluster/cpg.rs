@@ -22,7 +22,7 @@ use super::state::Member;
 
 /// What CPG delivered to a group.
 #[derive(Debug)]
-pub enum GroupEvent {
+pub(crate) enum GroupEvent {
     /// The group's membership changed: `members` now, `joined` new, `left` gone.
     View {
         members: Vec<Member>,
@@ -39,14 +39,14 @@ pub enum GroupEvent {
 
 /// The outcome of a multicast.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Sent {
+pub(super) enum Sent {
     Queued,
     /// CPG's flow control: try again once something was dispatched.
     TryAgain,
 }
 
 /// A joined group.
-pub struct CpgGroup {
+pub(super) struct CpgGroup {
     /// A clone: the connection closes when the event stream, which owns it, is dropped.
     handle: cpg::Handle,
     name: String,
@@ -55,7 +55,7 @@ pub struct CpgGroup {
 
 impl CpgGroup {
     /// Connects to the local corosync and joins `name`; the stream yields the group's events.
-    pub fn join(name: &str) -> Result<(CpgGroup, GroupEvents), CsError> {
+    pub(super) fn join(name: &str) -> Result<(CpgGroup, GroupEvents), CsError> {
         let model = cpg::ModelData::ModelV1(cpg::Model1Data {
             flags: cpg::Model1Flags::None,
             deliver_fn: Some(on_deliver),
@@ -81,12 +81,12 @@ impl CpgGroup {
         Ok((group, events))
     }
 
-    pub fn me(&self) -> Member {
+    pub(super) fn me(&self) -> Member {
         self.me
     }
 
     /// Multicasts `bytes` in agreed order to every member, this one included.
-    pub fn send(&self, bytes: &[u8]) -> Result<Sent, CsError> {
+    pub(super) fn send(&self, bytes: &[u8]) -> Result<Sent, CsError> {
         match cpg::mcast_joined(&self.handle, cpg::Guarantee::TypeAgreed, bytes) {
             Ok(()) => Ok(Sent::Queued),
             Err(CsError::CsErrTryAgain) => Ok(Sent::TryAgain),
@@ -103,7 +103,7 @@ impl Drop for CpgGroup {
 }
 
 /// The group's events, dispatched on the thread that polls this stream.
-pub struct GroupEvents {
+pub(super) struct GroupEvents {
     /// Declared before `handle`, so it is dropped (and deregistered) before the fd closes.
     fd: AsyncFd<BorrowedRawFd>,
     /// The connection: dropping it disconnects from corosync.

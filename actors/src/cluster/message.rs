@@ -50,7 +50,7 @@ pub struct DecodeError(&'static str);
 impl Message {
     /// The bytes of `Message::Op(op)`, without taking the op: a request's op is sent as it
     /// stands in the log's queue, not cloned into a message first.
-    pub fn encode_op(op: &Op) -> Vec<u8> {
+    pub(crate) fn encode_op(op: &Op) -> Vec<u8> {
         let mut w = Writer(vec![VERSION]);
         w.op(op);
         w.0

@@ -3,16 +3,18 @@
 //!
 //! - [`state`]: the log as a replicated state machine, with marks per member;
 //! - [`message`]: what members multicast, and its bytes;
-//! - [`replica`]: one member's protocol (state transfer to joiners, views), without I/O;
+//! - `replica`: one member's protocol (state transfer to joiners, views), without I/O;
 //! - `cpg` and `quorum`: corosync, as the actor uses it;
 //! - `actor`: the clustered log actor, which answers the kernel.
 //!
-//! The last three, and with them libcpg and libquorum, come with the `cluster` feature; the
-//! protocol itself builds (and is fuzzed) without them.
+//! The last four, and with them libcpg and libquorum, come with the `cluster` feature; the
+//! state and the messages build (and are fuzzed) without them.
 
 pub mod message;
-pub mod replica;
 pub mod state;
+
+#[cfg(feature = "cluster")]
+mod replica;
 
 #[cfg(feature = "cluster")]
 mod actor;

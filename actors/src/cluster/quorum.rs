@@ -23,11 +23,11 @@ const OWNER_CHECK: Duration = Duration::from_secs(1);
 /// The node's quorum, kept current by a watcher thread: whether this node's partition has
 /// quorum, read by every clustered log of one engine. Cheap to clone.
 #[derive(Clone)]
-pub struct Quorum(Arc<AtomicBool>);
+pub(crate) struct Quorum(Arc<AtomicBool>);
 
 impl Quorum {
     /// Starts the watcher. Until corosync answers, the node counts as without quorum.
-    pub fn watch() -> Quorum {
+    pub(crate) fn watch() -> Quorum {
         let quorate = Arc::new(AtomicBool::new(false));
         let owner = Arc::downgrade(&quorate);
         std::thread::Builder::new()
@@ -56,7 +56,7 @@ impl Quorum {
         Quorum(quorate)
     }
 
-    pub fn is_quorate(&self) -> bool {
+    pub(crate) fn is_quorate(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 }

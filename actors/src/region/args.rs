@@ -49,7 +49,7 @@ pub struct LogArgs {
 }
 
 /// The most regions one log may have: region numbers are kept as `u32` in the bitmaps.
-pub const MAX_REGIONS: u64 = u32::MAX as u64;
+pub(super) const MAX_REGIONS: u64 = u32::MAX as u64;
 
 /// A CTR string that does not describe a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

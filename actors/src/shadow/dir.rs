@@ -45,7 +45,7 @@ pub struct StateDir {
 
 /// A journal's place in the open-descriptor budget; given back when dropped.
 #[derive(Debug)]
-pub struct OpenSlot(Arc<StateDir>);
+pub(crate) struct OpenSlot(Arc<StateDir>);
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
@@ -97,24 +97,24 @@ impl StateDir {
     }
 
     /// A place for one more open journal, if the budget has one.
-    pub fn open_slot(self: &Arc<Self>) -> Option<OpenSlot> {
+    pub(crate) fn open_slot(self: &Arc<Self>) -> Option<OpenSlot> {
         let taken = self.open_journals.fetch_add(1, Ordering::Relaxed);
         let slot = OpenSlot(self.clone());
         (taken < self.open_budget).then_some(slot)
     }
 
     /// Creates `name` afresh for writing; fails if anything, a link included, is there.
-    pub fn create_new(&self, name: &CStr) -> io::Result<File> {
+    pub(crate) fn create_new(&self, name: &CStr) -> io::Result<File> {
         self.open_at(name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
     }
 
     /// Opens `name` to append to it.
-    pub fn open_append(&self, name: &CStr) -> io::Result<File> {
+    pub(crate) fn open_append(&self, name: &CStr) -> io::Result<File> {
         self.open_at(name, libc::O_WRONLY | libc::O_APPEND)
     }
 
     /// Opens `name` to read it; only a regular file is read (never a FIFO or a device).
-    pub fn open_read(&self, name: &CStr) -> io::Result<File> {
+    pub(crate) fn open_read(&self, name: &CStr) -> io::Result<File> {
         let file = self.open_at(name, libc::O_RDONLY | libc::O_NONBLOCK)?;
         if !file.metadata()?.is_file() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
@@ -134,7 +134,7 @@ impl StateDir {
     }
 
     /// Renames `from` over `to`, both in this directory.
-    pub fn rename(&self, from: &CStr, to: &CStr) -> io::Result<()> {
+    pub(crate) fn rename(&self, from: &CStr, to: &CStr) -> io::Result<()> {
         let dir = self.fd.as_raw_fd();
         // SAFETY: renameat(2) within our directory, on NUL-terminated names.
         check(unsafe { libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) })
@@ -162,7 +162,7 @@ fn is_symlink(path: &Path) -> bool {
 }
 
 /// A file name or path as the C calls take it.
-pub fn c_path(bytes: &[u8]) -> io::Result<CString> {
+pub(crate) fn c_path(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
 }
 

@@ -121,12 +121,12 @@ impl Shadow {
 
     /// Where the log reports the changes this shadow is to journal (its
     /// [`RegionObserver`](crate::region::RegionObserver)).
-    pub fn pending(&mut self) -> &mut Vec<Change> {
+    pub(crate) fn pending(&mut self) -> &mut Vec<Change> {
         &mut self.pending
     }
 
     /// Whether the log reported anything since the last write.
-    pub fn has_pending(&self) -> bool {
+    pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
@@ -185,12 +185,6 @@ impl Shadow {
                 Err(error)
             }
         }
-    }
-
-    /// Whether the next change writes the whole file afresh (none yet, or the last write
-    /// failed).
-    pub fn is_missing(&self) -> bool {
-        matches!(self.journal, Journal::Missing)
     }
 
     /// Removes the file: DTR, or a new table that must not inherit a stale one.

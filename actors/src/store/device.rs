@@ -105,7 +105,7 @@ impl LogDevice {
 
     /// Opens the log device of a log of `count` regions, checks that it holds the image,
     /// and claims it for the log's `uuid`: what CTR does for every disk log type.
-    pub fn open_for_log(
+    pub(crate) fn open_for_log(
         name: &str,
         count: RegionCount,
         claims: &Arc<DeviceClaims>,
@@ -129,7 +129,7 @@ impl LogDevice {
 
     /// `major:minor` as the kernel's disk log prints it in status lines; a regular file, which
     /// has none, is shown by its name.
-    pub fn status_name(&self) -> String {
+    pub(crate) fn status_name(&self) -> String {
         match self.dev_id {
             Some((major, minor)) => format!("{major}:{minor}"),
             None => self.name.clone(),
@@ -163,7 +163,7 @@ impl LogDevice {
     }
 
     /// Writes the whole image of `layout`, rendered a piece at a time, and makes it durable.
-    pub fn write_whole(
+    pub(crate) fn write_whole(
         &self,
         layout: &Layout,
         unclean: &[&RoaringBitmap],
@@ -227,7 +227,7 @@ mod block_ioctl {
     /// `BLKGETSIZE64`: the size in bytes.
     const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
-    pub fn logical_block_size(file: &File) -> io::Result<u32> {
+    pub(super) fn logical_block_size(file: &File) -> io::Result<u32> {
         let mut size: libc::c_int = 0;
         // SAFETY: BLKSSZGET writes one c_int through the pointer, which is valid for it.
         let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut size) };
@@ -237,7 +237,7 @@ mod block_ioctl {
         Ok(size as u32)
     }
 
-    pub fn size(file: &File) -> io::Result<u64> {
+    pub(super) fn size(file: &File) -> io::Result<u64> {
         let mut size: u64 = 0;
         // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid for it.
         let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) };

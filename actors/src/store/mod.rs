@@ -1,21 +1,21 @@
 //! The kernel's `disk` log format, the log device that holds it, and how a log commits to it.
 //!
-//! [`format`] is pure: it reads a log image into a dirty set following dm-log.c's resume
+//! [`format`](mod@format) is pure: it reads a log image into a dirty set following dm-log.c's resume
 //! rules, and renders the blocks a commit must write. [`device`] does the I/O: it opens a
-//! regular file or a block device, reads the image, and writes blocks durably; [`Flusher`]
-//! runs that I/O on the log's own thread. [`Committer`] holds the rules every disk log
+//! regular file or a block device, reads the image, and writes blocks durably; `Flusher`
+//! runs that I/O on the log's own thread. `Committer` holds the rules every disk log
 //! commits by: what a commit writes and what its end says of the device's health.
-//! [`claims`] keeps two mirrors off one log device.
+//! `claims` keeps two mirrors off one log device.
 
-pub mod claims;
+pub(crate) mod claims;
 pub mod device;
 pub mod format;
 
 mod committer;
 mod flusher;
 
-pub use claims::{Claim, DeviceClaims};
-pub use committer::{Committer, Extent, Health};
+pub(crate) use claims::{Claim, DeviceClaims};
+pub(crate) use committer::{Committer, Extent, Health};
 pub use device::{DeviceError, LogDevice};
-pub use flusher::{Flusher, Writing};
+pub(crate) use flusher::Flusher;
 pub use format::{Commit, Layout, Loaded};

@@ -39,7 +39,7 @@ pub(super) struct Received<'a> {
 }
 
 impl Batch {
-    pub fn new() -> Batch {
+    pub(super) fn new() -> Batch {
         Batch {
             buffers: vec![0u8; BATCH * RECEIVE_BUFFER].into_boxed_slice(),
             lens: [0; BATCH],
@@ -52,7 +52,7 @@ impl Batch {
     }
 
     /// The next datagram of the batch not yet taken.
-    pub fn take(&mut self) -> Option<Received<'_>> {
+    pub(super) fn take(&mut self) -> Option<Received<'_>> {
         let i = self.taken;
         if i == self.received {
             return None;
@@ -68,7 +68,7 @@ impl Batch {
 
     /// Waits until `socket` is readable, then receives what it holds as the new batch.
     /// Call only when every datagram of the last batch was taken.
-    pub fn poll_receive<T: AsRawFd>(
+    pub(super) fn poll_receive<T: AsRawFd>(
         &mut self,
         socket: &AsyncFd<T>,
         cx: &mut Context<'_>,

@@ -160,7 +160,7 @@ impl ReplySink {
     }
 
     /// An error reply that keeps `room` bytes of reply buffer for the kernel's retry.
-    pub fn refuse_keeping_room(
+    pub(crate) fn refuse_keeping_room(
         &self,
         peer: &Peer,
         header: &RequestHeader,

@@ -21,7 +21,8 @@ pub mod request;
 
 pub use errno::Errno;
 pub use key::{LogKey, Uuid};
-pub use reply::{emit_ack, emit_refusal, emit_reply, Reply, ReplyPayload, MAX_REPLY_FRAME};
+pub(crate) use reply::emit_refusal;
+pub use reply::{emit_ack, emit_reply, Reply, ReplyPayload, MAX_REPLY_FRAME};
 pub use request::{
     decode_frame, FrameError, RegionBatch, Request, RequestError, RequestFrame, RequestHeader,
     RequestType,

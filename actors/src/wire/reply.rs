@@ -138,7 +138,7 @@ pub fn reply_capacity(request: &Request, version: u32) -> usize {
 /// The reply as it goes out for a request whose reply buffer holds `capacity` bytes. A
 /// device name that the kernel has no room for is left out (a reconnect's CTR passes none);
 /// any other payload over the capacity becomes `-ENOSPC`, as the kernel would make it.
-pub fn fitted(reply: &Reply, capacity: usize) -> Result<&ReplyPayload, Errno> {
+pub(crate) fn fitted(reply: &Reply, capacity: usize) -> Result<&ReplyPayload, Errno> {
     match reply {
         Ok(ReplyPayload::DeviceName(_)) if capacity == 0 => Ok(&ReplyPayload::Empty),
         Ok(payload) if payload.wire_len() > capacity.min(MAX_REPLY_PAYLOAD) => Err(Errno::ENOSPC),
@@ -148,7 +148,7 @@ pub fn fitted(reply: &Reply, capacity: usize) -> Result<&ReplyPayload, Errno> {
 }
 
 /// Writes the full reply to a request into `buf` (at least [`MAX_REPLY_FRAME`] bytes) and
-/// returns the datagram's length; the reply is [`fitted`] to `capacity` first.
+/// returns the datagram's length; the reply is first fitted to `capacity`.
 pub fn emit_reply(header: &RequestHeader, capacity: usize, reply: &Reply, buf: &mut [u8]) -> usize {
     let (error, payload) = match fitted(reply, capacity) {
         Ok(payload) => (0, payload),
@@ -174,7 +174,12 @@ pub fn emit_reply(header: &RequestHeader, capacity: usize, reply: &Reply, buf: &
 /// Writes an error reply that carries `room` zero bytes anyway (at most
 /// [`MAX_REPLY_PAYLOAD`]), so that the kernel, which takes each reply's size as the size of
 /// the request's reply buffer, keeps that much room for the request's retry.
-pub fn emit_refusal(header: &RequestHeader, errno: Errno, room: usize, buf: &mut [u8]) -> usize {
+pub(crate) fn emit_refusal(
+    header: &RequestHeader,
+    errno: Errno,
+    room: usize,
+    buf: &mut [u8],
+) -> usize {
     let room = room.min(MAX_REPLY_PAYLOAD);
     let len = emit_reply(header, 0, &Err(errno), buf);
     let total = len + room;

@@ -11,6 +11,8 @@
 //! Needs root and corosync. Run: `cargo bench --bench cluster` (without `--bench`, a short
 //! smoke run).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 mod support;
 
 #[path = "../tests/cluster/harness.rs"]

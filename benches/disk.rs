@@ -14,6 +14,8 @@
 //!
 //! Run: `cargo bench --bench disk`. BENCH_DIR names the file system (default: target/).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 mod support;
 
 use std::fs::File;

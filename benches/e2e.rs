@@ -9,6 +9,8 @@
 //! Prints a markdown table; `scripts/bench` collects it. Run: `cargo bench --bench e2e` (BENCH_SECONDS sets the time per
 //! point, 2 by default).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 mod support;
 
 use std::path::Path;

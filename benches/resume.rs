@@ -8,6 +8,8 @@
 //! less image: every region to resync, the worst case for rendering), so the numbers are the
 //! daemon's, not a disk's.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 mod support;
 
 use std::time::{Duration, Instant};

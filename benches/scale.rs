@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench --bench scale` (BENCH_LOGS sets the number of logs, 10,000 by default).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 mod support;
 
 use std::time::Instant;

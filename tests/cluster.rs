@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{clean_on_disk, log_file};
-use dm_ulog_actors::sim::{Rng, SimLog};
+use dm_ulog_actors::sim::{KernelImage, Rng, SimLog};
 use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::{RegionBatch, Request};
 use harness::*;
@@ -322,14 +322,9 @@ async fn a_member_joining_a_16_mi_region_log_gets_all_of_its_state() {
     // A shared log device whose clean bits are random: the first member starts the state
     // from it, so the state (about 2 MiB as roaring bitmaps) must travel in many chunks.
     let device = log_file(cluster.dir.path(), "big-log", REGIONS);
-    let mut image = std::fs::read(&device).unwrap();
-    image[..4].copy_from_slice(&0x4D69_5272u32.to_le_bytes());
-    image[4..8].copy_from_slice(&2u32.to_le_bytes());
-    image[8..16].copy_from_slice(&REGIONS.to_le_bytes());
     let mut rng = Rng::new(5);
-    for byte in &mut image[1024..1024 + (REGIONS / 8) as usize] {
-        *byte = rng.next_u64() as u8;
-    }
+    let clean: Vec<bool> = (0..REGIONS).map(|_| rng.next_u64() & 1 == 1).collect();
+    let image = KernelImage::default().render(REGIONS, |region| clean[region as usize]);
     std::fs::write(&device, &image).unwrap();
     let args = format!("clustered-disk {} 8", device.display());
     let mut logs = Vec::new();

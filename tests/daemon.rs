@@ -114,19 +114,13 @@ async fn settings_layer_file_then_environment_then_flags() {
         (Some(flag_transport.as_str()), Some(env_transport.as_str()), "flag.sock"),
     ] {
         let mut child = spawn(flag, env);
-        wait_for(&socket(expected));
+        common::wait_bound(&mut child, &[&socket(expected)], Path::new("(stderr discarded)"));
         // Nothing else on the host may talk to the daemon.
         let mode = std::fs::metadata(socket(expected)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         child.kill().unwrap();
         child.wait().unwrap();
         std::fs::remove_file(socket(expected)).unwrap();
-    }
-}
-
-fn wait_for(path: &Path) {
-    while !path.exists() {
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{log_file, sim_log, Daemon};
+use dm_ulog_actors::sim::KernelImage;
 
 fn inspect(path: &Path, json: bool) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"));
@@ -24,14 +25,7 @@ fn inspect(path: &Path, json: bool) -> (bool, String, String) {
 
 /// A kernel-written image: header for `regions`, then every region clean except `dirty`.
 fn kernel_image(path: &Path, regions: u64, dirty: &[u64]) {
-    let mut image = vec![0u8; 1024 + regions.div_ceil(32) as usize * 4];
-    image[0..4].copy_from_slice(&0x4D69_5272u32.to_le_bytes());
-    image[4..8].copy_from_slice(&2u32.to_le_bytes());
-    image[8..16].copy_from_slice(&regions.to_le_bytes());
-    for region in (0..regions).filter(|r| !dirty.contains(r)) {
-        image[1024 + (region / 8) as usize] |= 1 << (region % 8);
-    }
-    std::fs::write(path, image).unwrap();
+    std::fs::write(path, KernelImage::default().render(regions, |r| !dirty.contains(&r))).unwrap();
 }
 
 #[test]

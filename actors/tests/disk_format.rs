@@ -3,6 +3,7 @@
 //! hand the way the kernel writes them are loaded by the store.
 
 use dm_ulog_actors::region::{LogArgs, RegionLog, ResumeFrom, SyncMode};
+use dm_ulog_actors::sim::KernelImage;
 use dm_ulog_actors::store::format::{self, image_size, Layout};
 use dm_ulog_actors::store::LogDevice;
 use dm_ulog_actors::units::{RegionCount, RegionIndex};
@@ -37,19 +38,12 @@ fn kernel_resume(image: &[u8], count: u64, sync: SyncMode) -> (Vec<bool>, bool) 
     (clean, failed)
 }
 
-/// A kernel-written image: header, then `clean` as little-endian bits, padded as the kernel pads.
+/// A kernel-written image: header, then `clean` as little-endian bits, padded as the kernel
+/// pads, and bytes 16 to 24 (which the kernel does not read) filled, for the store to keep.
 fn kernel_image(magic: u32, version: u32, clean: &[bool], block_size: u32) -> Vec<u8> {
-    let count = RegionCount(clean.len() as u64);
-    let mut image = vec![0u8; image_size(count, block_size) as usize];
-    image[0..4].copy_from_slice(&magic.to_le_bytes());
-    image[4..8].copy_from_slice(&version.to_le_bytes());
-    image[8..16].copy_from_slice(&count.0.to_le_bytes());
+    let writer = KernelImage { magic, version, block_size };
+    let mut image = writer.render(clean.len() as u64, |region| clean[region as usize]);
     image[16..24].copy_from_slice(b"reserved");
-    for (i, bit) in clean.iter().enumerate() {
-        if *bit {
-            image[1024 + i / 8] |= 1 << (i % 8);
-        }
-    }
     image
 }
 

@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use dm_ulog_actors::sim::load::{echo, echo_with, LoadClient};
+
+use crate::common::{daemon_args, wait_bound};
 
 /// The environment variable that makes a bench binary serve as the echo responder.
 const ECHO_ROLE: &str = "BENCH_ECHO_SOCKET";
@@ -62,13 +63,14 @@ impl Server {
     /// This bench binary again, as the echo responder at `socket`.
     pub fn echo(socket: &Path) -> Server {
         let mut echo = Command::new(std::env::current_exe().unwrap());
-        Server::start(echo.env(ECHO_ROLE, socket), socket, None)
+        Server::start(echo.env(ECHO_ROLE, socket), &[socket], Path::new("(the echo's stderr)"))
     }
 
     /// The echo responder at `socket`, writing and syncing `file` before each FLUSH's answer.
     pub fn syncing_echo(socket: &Path, file: &Path) -> Server {
         let mut echo = Command::new(std::env::current_exe().unwrap());
-        Server::start(echo.env(ECHO_ROLE, socket).env(ECHO_SYNC_FILE, file), socket, None)
+        let echo = echo.env(ECHO_ROLE, socket).env(ECHO_SYNC_FILE, file);
+        Server::start(echo, &[socket], Path::new("(the echo's stderr)"))
     }
 
     /// dm-ulogd on the unix transport at `socket`, with its files in `dir`, and its state
@@ -78,28 +80,22 @@ impl Server {
         let state = tmpfs_dir(dir);
         let config = dir.join("empty.toml");
         std::fs::write(&config, "").unwrap();
-        Server::start(
-            Command::new(daemon_binary())
-                .args(["--log-level", "warn", "--config"])
-                .arg(&config)
-                .args(std::env::var("BENCH_DAEMON_ARGS").unwrap_or_default().split_whitespace())
-                .arg("--transport")
-                .arg(format!("unix:{}", socket.display()))
-                .arg("--control-socket")
-                .arg(dir.join("control.sock"))
-                .arg("--state-dir")
-                .arg(&state),
-            socket,
-            Some(state),
-        )
+        let (control, log) = (dir.join("control.sock"), dir.join("dm-ulogd.log"));
+        let mut daemon = Command::new(daemon_binary());
+        daemon
+            .args(daemon_args(&config, socket, &control, Some(&state)))
+            .args(["--log-level", "warn"])
+            .args(std::env::var("BENCH_DAEMON_ARGS").unwrap_or_default().split_whitespace())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut server = Server::start(&mut daemon, &[socket, &control], &log);
+        server.state = Some(state);
+        server
     }
 
-    fn start(command: &mut Command, socket: &Path, state: Option<PathBuf>) -> Server {
-        let child = command.stdin(Stdio::null()).spawn().expect("server starts");
-        while !socket.exists() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Server { child, state }
+    fn start(command: &mut Command, sockets: &[&Path], log: &Path) -> Server {
+        let mut child = command.stdin(Stdio::null()).spawn().expect("server starts");
+        wait_bound(&mut child, sockets, log);
+        Server { child, state: None }
     }
 
     /// Resident memory, in KiB.

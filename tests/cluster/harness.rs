@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dm_ulog_actors::sim::{KernelLink, LogTable, SimLog};
+
+use crate::common::{daemon_args, wait_bound};
 use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::{RegionBatch, ReplyPayload, Request};
 
@@ -59,29 +61,19 @@ impl Cluster {
             .unwrap();
         let config = self.path("empty.toml");
         std::fs::write(&config, "").unwrap();
-        let child = Command::new("ip")
+        let (control, state_dir) =
+            (self.path(&format!("n{node}.control")), self.path(&format!("n{node}.state")));
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &format!("ulogd-n{node}"), env!("CARGO_BIN_EXE_dm-ulogd")])
-            .arg("--config")
-            .arg(&config)
-            .arg("--transport")
-            .arg(format!("unix:{}", socket.display()))
-            .arg("--control-socket")
-            .arg(self.path(&format!("n{node}.control")))
-            .arg("--state-dir")
-            .arg(self.path(&format!("n{node}.state")))
+            .args(daemon_args(&config, &socket, &control, Some(&state_dir)))
             .args(["--corosync", "--log-level", "debug"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("dm-ulogd starts");
+        wait_bound(&mut child, &[&socket, &control], &self.path(&format!("n{node}.log")));
         self.daemons.insert(node, child);
-        while !socket.exists() {
-            if let Some(status) = self.daemons.get_mut(&node).unwrap().try_wait().unwrap() {
-                panic!("node {node}'s dm-ulogd exited at start-up: {status}; see n{node}.log");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
         let link = KernelLink::unix(
             &self.path(&format!("kernel{node}.sock")),
             &socket,

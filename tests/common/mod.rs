@@ -1,6 +1,8 @@
-//! The real dm-ulogd binary on a unix socket, and what tests need around it.
+//! The test kit: the real dm-ulogd binary on a unix socket, and what tests, benches and the
+//! cluster harness need around it (benches and the harness include this file too).
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -11,8 +13,38 @@ use dm_ulog_actors::sim::{KernelLink, LogTable, SimLog};
 use dm_ulog_actors::store::format::image_size;
 use dm_ulog_actors::units::RegionCount;
 use dm_ulog_actors::wire::reply::decode_reply;
-use dm_ulog_actors::wire::{Request, RequestHeader, Uuid, MAX_REQUEST_FRAME};
+use dm_ulog_actors::wire::{Request, RequestHeader, Uuid};
 use tokio::net::UnixDatagram;
+
+/// The arguments every test, bench and cluster node starts dm-ulogd with: a configuration
+/// file of its own (the host's /etc plays no part), the unix transport at `socket`, the
+/// control socket at `control` and, unless the caller gives its own, a state directory.
+pub fn daemon_args(
+    config: &Path,
+    socket: &Path,
+    control: &Path,
+    state_dir: Option<&Path>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--config".into(), config.into()];
+    args.extend(["--transport".into(), format!("unix:{}", socket.display()).into()]);
+    args.extend(["--control-socket".into(), control.into()]);
+    if let Some(state_dir) = state_dir {
+        args.extend(["--state-dir".into(), state_dir.into()]);
+    }
+    args
+}
+
+/// Waits until `child` has bound every socket of `sockets`; panics, pointing at its `log`,
+/// if it exits first. Polling for files is set-up, not an assertion: the daemon binds its
+/// transport, then its control socket, at start-up.
+pub fn wait_bound(child: &mut Child, sockets: &[&Path], log: &Path) {
+    while !sockets.iter().all(|socket| socket.exists()) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("dm-ulogd exited at start-up: {status}; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// A dm-ulogd process serving `unix:<dir>/dm-ulogd.sock`.
 pub struct Daemon {
@@ -58,9 +90,8 @@ impl Daemon {
             std::fs::write(&config, "log_level = \"debug\"\n").unwrap();
         }
         // The test's own state_dir, unless it gave one.
-        let own_state_dir = ["--state-dir".to_owned(), self.state_dir().display().to_string()];
         let given = self.extra_args.iter().any(|a| a == "--state-dir");
-        let state_dir = if given { &[][..] } else { &own_state_dir[..] };
+        let state_dir = (!given).then(|| self.state_dir());
         let mut command = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"));
         if let Some(limit) = self.open_files {
             let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
@@ -72,32 +103,16 @@ impl Daemon {
                 });
             }
         }
-        let child = command
-            .arg("--config")
-            .arg(&config)
-            .arg("--transport")
-            .arg(format!("unix:{}", self.socket.display()))
-            .arg("--control-socket")
-            .arg(&control)
-            .args(state_dir)
+        let mut child = command
+            .args(daemon_args(&config, &self.socket, &control, state_dir.as_deref()))
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("dm-ulogd starts");
+        wait_bound(&mut child, &[&self.socket, &control], &self.dir.join("dm-ulogd.log"));
         self.child = Some(child);
-        // Polling for files is set-up, not an assertion: the daemon binds the transport, then
-        // the control socket, at start-up.
-        while !(self.socket.exists() && control.exists()) {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "dm-ulogd exited at start-up: {status}; see {}",
-                    self.dir.join("dm-ulogd.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 
     /// Where the daemon's control socket is.
@@ -283,17 +298,8 @@ impl Raw {
     /// A well-formed request datagram for `uuid`.
     pub fn frame(&mut self, uuid: &str, request: &Request) -> (u32, Vec<u8>) {
         self.seq += 1;
-        let header = RequestHeader {
-            luid: self.luid,
-            uuid: Uuid::new(uuid).unwrap(),
-            version: 3,
-            seq: self.seq,
-            request_type: request.kind() as u32,
-        };
-        let mut buf = vec![0u8; MAX_REQUEST_FRAME + 512];
-        let len = request.emit(&header, &mut buf);
-        buf.truncate(len);
-        (self.seq, buf)
+        let header = RequestHeader::current(request, Uuid::new(uuid).unwrap(), self.luid, self.seq);
+        (self.seq, request.to_datagram(&header))
     }
 
     pub async fn send(&self, datagram: &[u8]) {

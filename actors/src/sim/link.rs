@@ -114,11 +114,8 @@ impl KernelLink {
         loop {
             let seq = self.seq.fetch_add(1, Ordering::Relaxed);
             let header = RequestHeader {
-                luid,
-                uuid: uuid.clone(),
                 version,
-                seq,
-                request_type: request.kind() as u32,
+                ..RequestHeader::current(request, uuid.clone(), luid, seq)
             };
             let len = request.emit(&header, &mut frame);
             let (tx, rx) = oneshot::channel();

@@ -274,20 +274,10 @@ fn write_mix(log: u64) -> Vec<Request> {
     ]
 }
 
-/// The datagram of `request` for the log `(uuid, luid)`, as a version 3 kernel sends it
+/// The datagram of `request` for the log `(uuid, luid)`, as a current kernel sends it
 /// (seq 0: callers set their own).
 pub fn encode(uuid: &Uuid, luid: u64, request: &Request) -> Vec<u8> {
-    let header = RequestHeader {
-        luid,
-        uuid: uuid.clone(),
-        version: 3,
-        seq: 0,
-        request_type: request.kind() as u32,
-    };
-    let mut buf = vec![0u8; MAX_REQUEST_FRAME];
-    let len = request.emit(&header, &mut buf);
-    buf.truncate(len);
-    buf
+    request.to_datagram(&RequestHeader::current(request, uuid.clone(), luid, 0))
 }
 
 /// Puts `seq` in the three places a request carries it.

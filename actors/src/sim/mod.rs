@@ -5,11 +5,13 @@
 //! invariants checked at every reply, and [`drive`] a random dm-raid1 workload. Tests,
 //! benches, examples and `dm-ulogd simulate` all use it.
 
+mod kernel_image;
 mod link;
 pub mod load;
 mod mirror;
 mod oracle;
 
+pub use kernel_image::KernelImage;
 pub use link::{Answer, KernelLink, LinkError};
 pub use mirror::{Failed, LogTable, SimLog};
 pub use oracle::Oracle;

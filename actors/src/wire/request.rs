@@ -105,6 +105,13 @@ pub struct RequestHeader {
 }
 
 impl RequestHeader {
+    /// The header a current kernel (`DM_ULOG_REQUEST_VERSION`) puts on `request` for the log
+    /// `(uuid, luid)`.
+    pub fn current(request: &Request, uuid: Uuid, luid: u64, seq: u32) -> RequestHeader {
+        let version = super::DM_ULOG_REQUEST_VERSION;
+        RequestHeader { luid, uuid, version, seq, request_type: request.kind() as u32 }
+    }
+
     pub fn key(&self) -> LogKey {
         LogKey { uuid: self.uuid.clone(), luid: self.luid }
     }
@@ -228,6 +235,14 @@ impl Request {
             Request::StatusTable => RequestType::StatusTable,
             Request::IsRemoteRecovering(_) => RequestType::IsRemoteRecovering,
         }
+    }
+
+    /// This request as the kernel would send it under `header`: one datagram.
+    pub fn to_datagram(&self, header: &RequestHeader) -> Vec<u8> {
+        let mut buf = vec![0u8; super::MAX_REQUEST_FRAME];
+        let len = self.emit(header, &mut buf);
+        buf.truncate(len);
+        buf
     }
 
     /// Writes this request as the kernel would send it (a whole datagram) into `buf`, and

@@ -2,6 +2,8 @@
 //! other terminating signal), then stop taking requests, commit every disk log, remove the
 //! sockets and exit 0. One daemon per state directory ([`InstanceLock`]).
 
+use std::path::Path;
+
 use dm_ulog_actors::transport::{missing_capabilities, Transport};
 use dm_ulog_actors::{Engine, EngineConfig, Observer};
 
@@ -23,40 +25,9 @@ async fn serve(
 ) -> Result<(), String> {
     raise_open_file_limit();
     // Before any socket is bound: a second daemon must not take the first one's sockets.
-    let _lock = match InstanceLock::take(&settings.state_dir) {
-        Ok(lock) => Some(lock),
-        Err(NotLocked::Held(pid)) => {
-            return Err(format!(
-                "another dm-ulogd (pid {pid}) is running on state_dir {}",
-                settings.state_dir.display()
-            ))
-        }
-        Err(NotLocked::Io(error)) => {
-            tracing::warn!(
-                state_dir = %settings.state_dir.display(), %error,
-                "instance lock unavailable: nothing keeps a second daemon off these sockets"
-            );
-            None
-        }
-    };
+    let _lock = take_instance_lock(&settings.state_dir)?;
     let mut signals = Signals::install().map_err(|e| format!("signal handlers: {e}"))?;
-    let transport = match &settings.transport {
-        TransportSpec::Netlink => {
-            let missing = missing_capabilities();
-            if !missing.is_empty() {
-                return Err(format!(
-                    "the netlink transport needs CAP_NET_ADMIN (to join the connector group) and \
-                     CAP_SYS_ADMIN (the kernel drops replies without it); missing: {}. \
-                     Run as root, or use --transport unix:PATH",
-                    missing.join(", ")
-                ));
-            }
-            Transport::netlink().map_err(|e| format!("netlink connector socket: {e}"))?
-        }
-        TransportSpec::Unix(path) => {
-            Transport::unix(path).map_err(|e| format!("unix socket {}: {e}", path.display()))?
-        }
-    };
+    let transport = open_transport(&settings.transport)?;
     let config = EngineConfig {
         workers: settings.workers,
         single_node_clustered: settings.single_node_clustered,
@@ -64,20 +35,7 @@ async fn serve(
         state_dir: Some(settings.state_dir.clone()),
     };
     let mut engine = Engine::start(config, transport);
-    // Status is for operators: without its socket the daemon still serves the kernel.
-    let control_bound = match control::bind(&settings.control_socket) {
-        Ok(listener) => {
-            actix::spawn(control::serve(listener, engine.observer()));
-            true
-        }
-        Err(error) => {
-            tracing::warn!(
-            path = %settings.control_socket.display(), %error,
-            "control socket unavailable: `dm-ulogd status` will not reach this daemon"
-            );
-            false
-        }
-    };
+    let control_bound = serve_control(&settings.control_socket, &engine);
     if let MetricsListen::On(address) = settings.metrics_listen {
         serve_metrics(address, engine.observer());
     }
@@ -87,20 +45,7 @@ async fn serve(
     );
     notify("READY=1");
 
-    let closed = loop {
-        let asked = tokio::select! {
-            asked = signals.next() => asked,
-            _ = engine.closed() => break true,
-        };
-        match asked {
-            Asked::Stop(signal) => {
-                tracing::info!(%signal, "stop requested");
-                break false;
-            }
-            Asked::Reload => reload(overrides, &level),
-            Asked::Dump => dump(&engine.observer()).await,
-        }
-    };
+    let closed = until_stopped(&mut signals, &mut engine, overrides, &level).await;
     tracing::info!(logs = engine.log_count(), "stopping: committing every disk log");
     notify("STOPPING=1");
     engine.drain().await;
@@ -116,6 +61,85 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The state directory's instance lock; `None` (said once) where it cannot be taken at all.
+fn take_instance_lock(state_dir: &Path) -> Result<Option<InstanceLock>, String> {
+    match InstanceLock::take(state_dir) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(NotLocked::Held(pid)) => Err(format!(
+            "another dm-ulogd (pid {pid}) is running on state_dir {}",
+            state_dir.display()
+        )),
+        Err(NotLocked::Io(error)) => {
+            tracing::warn!(
+                state_dir = %state_dir.display(), %error,
+                "instance lock unavailable: nothing keeps a second daemon off these sockets"
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn open_transport(spec: &TransportSpec) -> Result<Transport, String> {
+    match spec {
+        TransportSpec::Netlink => {
+            let missing = missing_capabilities();
+            if !missing.is_empty() {
+                return Err(format!(
+                    "the netlink transport needs CAP_NET_ADMIN (to join the connector group) and \
+                     CAP_SYS_ADMIN (the kernel drops replies without it); missing: {}. \
+                     Run as root, or use --transport unix:PATH",
+                    missing.join(", ")
+                ));
+            }
+            Transport::netlink().map_err(|e| format!("netlink connector socket: {e}"))
+        }
+        TransportSpec::Unix(path) => {
+            Transport::unix(path).map_err(|e| format!("unix socket {}: {e}", path.display()))
+        }
+    }
+}
+
+/// Serves `dm-ulogd status` at `path`; false if it cannot. Status is for operators: without
+/// its socket the daemon still serves the kernel.
+fn serve_control(path: &Path, engine: &Engine) -> bool {
+    match control::bind(path) {
+        Ok(listener) => {
+            actix::spawn(control::serve(listener, engine.observer()));
+            true
+        }
+        Err(error) => {
+            tracing::warn!(
+                path = %path.display(), %error,
+                "control socket unavailable: `dm-ulogd status` will not reach this daemon"
+            );
+            false
+        }
+    }
+}
+
+/// Serves signals until one asks the daemon to stop (false) or the transport closes (true).
+async fn until_stopped(
+    signals: &mut Signals,
+    engine: &mut Engine,
+    overrides: &Overrides,
+    level: &LevelHandle,
+) -> bool {
+    loop {
+        let asked = tokio::select! {
+            asked = signals.next() => asked,
+            _ = engine.closed() => return true,
+        };
+        match asked {
+            Asked::Stop(signal) => {
+                tracing::info!(%signal, "stop requested");
+                return false;
+            }
+            Asked::Reload => reload(overrides, level),
+            Asked::Dump => dump(&engine.observer()).await,
+        }
+    }
 }
 
 /// SIGHUP: the configuration is read again; the log level applies at once, the rest at the

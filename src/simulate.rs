@@ -2,6 +2,7 @@
 //! summary. It needs no root, no kernel module and no device: disk logs live on files in
 //! a temporary directory.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,6 +51,48 @@ pub fn run(settings: Settings, args: SimulateArgs) -> Result<(), String> {
     actix::System::new().block_on(simulate(settings, args))
 }
 
+/// The table of simulated log `i`: a core log, or a disk log on a file in `dir`.
+fn table_of(i: usize, args: &SimulateArgs, dir: &Path) -> Result<LogTable, String> {
+    let log_args = if i < args.core_logs {
+        format!("core {REGION_SECTORS}")
+    } else {
+        let path = dir.join(format!("log{i}"));
+        let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        file.set_len(image_size(RegionCount(args.regions), 512)).map_err(|e| e.to_string())?;
+        format!("disk {} {REGION_SECTORS}", path.display())
+    };
+    Ok(LogTable {
+        uuid: format!("sim-{i:05}"),
+        log_args,
+        target_sectors: args.regions * REGION_SECTORS,
+        integrated_flush: args.integrated_flush,
+    })
+}
+
+/// A line a second, until every simulated log is done.
+async fn report_progress(
+    tasks: &[tokio::task::JoinHandle<()>],
+    link: &KernelLink,
+    engine: &Engine,
+) {
+    let started = Instant::now();
+    let mut last = 0;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    while tasks.iter().any(|t| !t.is_finished()) {
+        ticker.tick().await;
+        let requests = link.stats.requests.load(Ordering::Relaxed);
+        println!(
+            "{:>4.0} s  logs {:>5}  requests {:>9}  {:>7}/s",
+            started.elapsed().as_secs_f64(),
+            engine.log_count(),
+            requests,
+            requests - last
+        );
+        last = requests;
+    }
+}
+
 async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("dm-ulogd-simulate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -68,21 +111,7 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), String> 
 
     let mut tasks = Vec::new();
     for i in 0..logs {
-        let log_args = if i < args.core_logs {
-            format!("core {REGION_SECTORS}")
-        } else {
-            let path = dir.join(format!("log{i}"));
-            let file =
-                std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            file.set_len(image_size(RegionCount(args.regions), 512)).map_err(|e| e.to_string())?;
-            format!("disk {} {REGION_SECTORS}", path.display())
-        };
-        let table = LogTable {
-            uuid: format!("sim-{i:05}"),
-            log_args,
-            target_sectors: args.regions * REGION_SECTORS,
-            integrated_flush: args.integrated_flush,
-        };
+        let table = table_of(i, &args, &dir)?;
         let mut log = SimLog::new(link.clone(), table, 0x1000 + i as u64, args.regions);
         let mut rng = Rng::new(args.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
         let totals = totals.clone();
@@ -108,21 +137,7 @@ async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(), String> 
         args.core_logs, args.disk_logs, args.regions, args.seconds
     );
     let started = Instant::now();
-    let mut last = 0;
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.tick().await;
-    while tasks.iter().any(|t| !t.is_finished()) {
-        ticker.tick().await;
-        let requests = link.stats.requests.load(Ordering::Relaxed);
-        println!(
-            "{:>4.0} s  logs {:>5}  requests {:>9}  {:>7}/s",
-            started.elapsed().as_secs_f64(),
-            engine.log_count(),
-            requests,
-            requests - last
-        );
-        last = requests;
-    }
+    report_progress(&tasks, &link, &engine).await;
     for task in tasks {
         let _ = task.await;
     }

@@ -4,10 +4,11 @@
 //!
 //! A state-changing request becomes one [`Op`], multicast in agreed order; every member
 //! applies it at the same point, and this member answers its kernel when its own op comes
-//! back. IS_CLEAN and IS_REMOTE_RECOVERING are ops too, read at their place in the total
-//! order, so no mark or recovery another host's kernel was told about is missed. IN_SYNC
-//! and GET_SYNC_COUNT are answered from the local replica (as cmirrord does), in their place
-//! behind this log's earlier requests. Requests wait, unanswered (the kernel resends after
+//! back, except for MARK and CLEAR, answered as they are queued (`work::answers_ahead` says
+//! why that is safe). IS_CLEAN and IS_REMOTE_RECOVERING are ops too, read at their place in
+//! the total order, so no mark or recovery another host's kernel was told about is missed.
+//! IN_SYNC and GET_SYNC_COUNT are answered from the local replica (as cmirrord does), in
+//! their place behind this log's earlier requests. Requests wait, unanswered (the kernel resends after
 //! 15 s), while this member holds no state, has no quorum, or CPG pushes back
 //! (`CS_ERR_TRY_AGAIN`, retried, never a failure).
 //!
@@ -31,7 +32,7 @@ use crate::reply_to::ReplyTo;
 use crate::status::ClusterStatus;
 use crate::wire::{Errno, LogKey, ReplyPayload, Request};
 use disk::Disk;
-use work::{read, work_of, Slot, Work};
+use work::{answers_ahead, read, work_of, Slot, Work};
 
 mod disk;
 mod work;
@@ -95,6 +96,32 @@ impl ClusterLogActor {
         }
         let hash = fnv1a(uuid);
         format!("dm-ulogd/#{hash:016x}")
+    }
+
+    /// Puts a request in this log's order, answering it ahead of its op where the kernel
+    /// relies on nothing more ([`answers_ahead`]).
+    fn queue(&mut self, to: ReplyTo, work: Work, ctx: &mut Context<Self>) {
+        let mut to = Some(to);
+        if let Work::Op { op, .. } = &work {
+            if let Some(errno) = self.out_of_range(op) {
+                return self.core.respond(&to.expect("not answered"), Err(errno));
+            }
+            if answers_ahead(op) {
+                self.core.respond(&to.take().expect("not answered"), Ok(ReplyPayload::Empty));
+            }
+        }
+        self.slots.push_back(Slot { to, work });
+        self.pump(ctx);
+    }
+
+    /// EINVAL for an op naming a region past the log's end, as every member would answer it.
+    fn out_of_range(&self, op: &Op) -> Option<Errno> {
+        let count = self.core.args.region_count().0;
+        let regions = match op {
+            Op::Mark(regions) | Op::Clear(regions) | Op::Flush(regions) => regions.as_slice(),
+            _ => return None,
+        };
+        regions.iter().any(|region| *region >= count).then_some(Errno::EINVAL)
     }
 
     /// Joins the log's group, if this member belongs there and can.
@@ -239,7 +266,9 @@ impl ClusterLogActor {
                 Work::Op { .. } => break,
             };
             let slot = self.slots.pop_front().expect("front exists");
-            self.core.respond(&slot.to, reply);
+            if let Some(to) = &slot.to {
+                self.core.respond(to, reply);
+            }
         }
         leave
     }
@@ -313,7 +342,9 @@ impl ClusterLogActor {
                     return;
                 };
                 let Work::Op { op, .. } = &slot.work else { return };
-                let needs_disk = is_disk && matches!(op, Op::Flush(_) | Op::Postsuspend);
+                // What was answered ahead waits for nothing more.
+                let waits = slot.to.is_some();
+                let needs_disk = is_disk && waits && matches!(op, Op::Flush(_) | Op::Postsuspend);
                 let then_leave = matches!(op, Op::Postsuspend);
                 slot.work = Work::Applied { reply, position, needs_disk, then_leave };
                 if then_leave {
@@ -385,10 +416,7 @@ impl ServesLog for ClusterLogActor {
                     self.active = true;
                 }
                 match work_of(&request) {
-                    Some(work) => {
-                        self.slots.push_back(Slot { to, work });
-                        self.pump(ctx);
-                    }
+                    Some(work) => self.queue(to, work, ctx),
                     None => self.core.respond(&to, Err(Errno::EINVAL)),
                 }
             }

@@ -102,7 +102,7 @@ impl ClusterLogActor {
         disk.wanted = false;
         let unclean = state.unclean();
         let position = state.applied();
-        *device.touched() |= &disk.on_disk ^ &unclean;
+        device.changed().add(&(&disk.on_disk ^ &unclean));
         let (writing, _) = device.begin(&[&unclean]);
         let started = Instant::now();
         let write = device.flusher().write(writing);

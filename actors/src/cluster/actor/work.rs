@@ -5,9 +5,10 @@ use crate::cluster::state::{ClusterState, Op};
 use crate::reply_to::ReplyTo;
 use crate::wire::{Reply, ReplyPayload, Request};
 
-/// One kernel request in its place in this log's order.
+/// One kernel request in its place in this log's order; `to` is `None` once it is
+/// answered ahead of its op ([`answers_ahead`]).
 pub(super) struct Slot {
-    pub(super) to: ReplyTo,
+    pub(super) to: Option<ReplyTo>,
     pub(super) work: Work,
 }
 
@@ -33,6 +34,17 @@ pub(super) fn read(state: &ClusterState, request: &LocalRead) -> Reply {
         LocalRead::InSync(region) => state.in_sync(*region).map(ReplyPayload::Flag),
         LocalRead::SyncCount => Ok(ReplyPayload::Count(state.sync_count())),
     }
+}
+
+/// Whether `op` is answered as soon as it is queued, ahead of the group. dm-raid1 writes no
+/// data until the FLUSH after its marks is answered, and the kernel sends each MARK and CLEAR
+/// on its own and waits for it: answered ahead, they cost no round trip of the group each,
+/// and this member's order in the group keeps them before its next FLUSH, which is answered
+/// only when it comes back (and, for clustered-disk, once the device holds it). A MARK or
+/// CLEAR the group refuses would be refused for a region past the log's end, which is
+/// answered here, before anything is sent.
+pub(super) fn answers_ahead(op: &Op) -> bool {
+    matches!(op, Op::Mark(_) | Op::Clear(_))
 }
 
 /// Where a request goes: an op for the group, or a read of the replica; `None` for the

@@ -40,52 +40,96 @@ fn punch_page(path: &Path, offset: i64) {
     assert_eq!(unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, 4096) }, 0);
 }
 
+/// A daemon serving one 60,000-region disk log (three pages of image) on a 64 KiB tmpfs,
+/// created `nosync` and resumed: written all clean. Fields drop in order, the tmpfs before
+/// the directory it is mounted in.
+struct SmallDiskLog {
+    raw: Raw,
+    _daemon: Daemon,
+    small: SmallFs,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDiskLog {
+    async fn resumed(uuid: &str) -> SmallDiskLog {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start(dir.path(), &[]);
+        let mut raw = Raw::new(dir.path(), &daemon.socket);
+        let small = SmallFs::mount(&dir.path().join("small"));
+        let log = log_file(&small.0, "log", 60_000);
+        let args = format!("480000 disk {} 8 nosync", log.display());
+        assert_eq!(raw.call(uuid, &ctr(&args)).await.error, 0);
+        assert_eq!(raw.call(uuid, &Request::Resume).await.error, 0);
+        SmallDiskLog { raw, _daemon: daemon, small, log, _dir: dir }
+    }
+}
+
+/// A FLUSH after nothing but a clear owes nothing, so it is answered at once and the clear is
+/// written behind it. That write fails here: the FLUSHes after it answer -EIO until a
+/// write repairs the device, and the repair writes the clear too.
+#[tokio::test]
+async fn a_failed_write_behind_an_answered_flush_fails_every_flush_until_repaired() {
+    let mut disk = SmallDiskLog::resumed("behind").await;
+    // Region 58000's bit is in the third page.
+    assert_eq!(disk.raw.call("behind", &Request::Flush(batch(&[58_000]))).await.error, 0);
+    assert!(!clean_on_disk(&disk.log, 58_000));
+    // The third page gone and no room for it: the next write there fails.
+    punch_page(&disk.log, 8192);
+    disk.small.fill();
+    assert_eq!(disk.raw.call("behind", &Request::ClearRegion(batch(&[58_000]))).await.error, 0);
+    assert_eq!(disk.raw.call("behind", &Request::Flush(RegionBatch::EMPTY)).await.error, 0);
+    // Waiting for the write behind that FLUSH to fail is set-up, not an assertion.
+    while status_letter(&disk.raw.call("behind", &Request::StatusInfo).await.data) != 'D' {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(disk.raw.call("behind", &Request::Flush(RegionBatch::EMPTY)).await.error, EIO);
+    assert_eq!(disk.raw.call("behind", &Request::Flush(batch(&[1]))).await.error, EIO);
+    disk.small.free();
+    assert_eq!(disk.raw.call("behind", &Request::Flush(RegionBatch::EMPTY)).await.error, 0);
+    assert!(clean_on_disk(&disk.log, 58_000), "the repair wrote the clear");
+    assert!(!clean_on_disk(&disk.log, 1));
+    assert_eq!(status_letter(&disk.raw.call("behind", &Request::StatusInfo).await.data), 'A');
+}
+
 #[tokio::test]
 async fn a_failed_whole_image_write_is_repaired_before_any_flush_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &[]);
-    let mut raw = Raw::new(dir.path(), &daemon.socket);
-    let small = SmallFs::mount(&dir.path().join("small"));
-
-    // A 60,000-region log written all clean: three pages of image.
-    let log = log_file(&small.0, "log", 60_000);
-    let args = |sync: &str| format!("480000 disk {} 8 {sync}", log.display());
-    assert_eq!(raw.call("stale", &ctr(&args("nosync"))).await.error, 0);
-    assert_eq!(raw.call("stale", &Request::Resume).await.error, 0);
-    assert_eq!(raw.call("stale", &Request::Postsuspend).await.error, 0);
-    assert_eq!(raw.call("stale", &Request::Dtr).await.error, 0);
-    assert!(clean_on_disk(&log, 58_000));
+    let mut disk = SmallDiskLog::resumed("stale").await;
+    let args = |sync: &str| format!("480000 disk {} 8 {sync}", disk.log.display());
+    assert_eq!(disk.raw.call("stale", &Request::Postsuspend).await.error, 0);
+    assert_eq!(disk.raw.call("stale", &Request::Dtr).await.error, 0);
+    assert!(clean_on_disk(&disk.log, 58_000));
     // The next table resyncs everything, so its resume writes the image all dirty. Its
     // second page has no room: the write stops there, and the third page keeps its old bits.
-    punch_page(&log, 4096);
-    small.fill();
-    assert_eq!(raw.call("stale", &ctr(&args("sync"))).await.error, 0);
-    assert_eq!(raw.call("stale", &Request::Resume).await.error, EIO);
-    assert!(clean_on_disk(&log, 58_000), "the device still holds the old bit");
+    punch_page(&disk.log, 4096);
+    disk.small.fill();
+    assert_eq!(disk.raw.call("stale", &ctr(&args("sync"))).await.error, 0);
+    assert_eq!(disk.raw.call("stale", &Request::Resume).await.error, EIO);
+    assert!(clean_on_disk(&disk.log, 58_000), "the device still holds the old bit");
     // Region 58000 is dirty in memory already, so its MARK changes nothing there; the FLUSH
     // must still not claim what the device lacks.
-    assert_eq!(raw.call("stale", &Request::MarkRegion(batch(&[58_000]))).await.error, 0);
-    assert_eq!(raw.call("stale", &Request::Flush(RegionBatch::EMPTY)).await.error, EIO);
-    assert_eq!(raw.call("stale", &Request::Flush(batch(&[59_000]))).await.error, EIO);
-    let status = raw.call("stale", &Request::StatusInfo).await.data;
+    assert_eq!(disk.raw.call("stale", &Request::MarkRegion(batch(&[58_000]))).await.error, 0);
+    assert_eq!(disk.raw.call("stale", &Request::Flush(RegionBatch::EMPTY)).await.error, EIO);
+    assert_eq!(disk.raw.call("stale", &Request::Flush(batch(&[59_000]))).await.error, EIO);
+    let status = disk.raw.call("stale", &Request::StatusInfo).await.data;
     assert_eq!(status_letter(&status), 'D');
     // Room again: the next FLUSH rewrites the whole image, and only then answers 0.
-    small.free();
-    assert_eq!(raw.call("stale", &Request::Flush(batch(&[59_000]))).await.error, 0);
-    assert!(!clean_on_disk(&log, 58_000) && !clean_on_disk(&log, 59_000));
-    assert!(!clean_on_disk(&log, 100), "every region of the new table is to be resynced");
-    let status = raw.call("stale", &Request::StatusInfo).await.data;
+    disk.small.free();
+    assert_eq!(disk.raw.call("stale", &Request::Flush(batch(&[59_000]))).await.error, 0);
+    assert!(!clean_on_disk(&disk.log, 58_000) && !clean_on_disk(&disk.log, 59_000));
+    assert!(!clean_on_disk(&disk.log, 100), "every region of the new table is to be resynced");
+    let status = disk.raw.call("stale", &Request::StatusInfo).await.data;
     assert_eq!(status_letter(&status), 'A');
 
     // A resume that wrote nothing at all, not even the header.
-    let headless = log_file(&small.0, "headless", 64);
-    small.fill();
+    let headless = log_file(&disk.small.0, "headless", 64);
+    disk.small.fill();
     let headless_args = format!("512 disk {} 8", headless.display());
-    assert_eq!(raw.call("headless", &ctr(&headless_args)).await.error, 0);
-    assert_eq!(raw.call("headless", &Request::Resume).await.error, EIO);
-    assert_eq!(raw.call("headless", &Request::Flush(RegionBatch::EMPTY)).await.error, EIO);
-    small.free();
-    assert_eq!(raw.call("headless", &Request::Flush(RegionBatch::EMPTY)).await.error, 0);
+    assert_eq!(disk.raw.call("headless", &ctr(&headless_args)).await.error, 0);
+    assert_eq!(disk.raw.call("headless", &Request::Resume).await.error, EIO);
+    assert_eq!(disk.raw.call("headless", &Request::Flush(RegionBatch::EMPTY)).await.error, EIO);
+    disk.small.free();
+    assert_eq!(disk.raw.call("headless", &Request::Flush(RegionBatch::EMPTY)).await.error, 0);
     let image = std::fs::read(&headless).unwrap();
     assert_eq!(&image[0..4], &0x4D69_5272u32.to_le_bytes(), "the header, written at last");
     assert_eq!(u64::from_le_bytes(image[8..16].try_into().unwrap()), 64);

@@ -35,6 +35,8 @@ pub(crate) struct LogActor {
     region: RegionLog,
     /// Who waits for a disk log's next commit.
     queued: Vec<Waiter>,
+    /// A FLUSH answered ahead left its changes to the commit after the one on its way.
+    behind: bool,
     /// The log's state kept for the next daemon, if there is a state directory.
     shadow: Option<Shadow>,
     /// The last write of the shadow failed (said once, until one succeeds).
@@ -55,6 +57,7 @@ impl LogActor {
             core,
             region,
             queued: Vec::new(),
+            behind: false,
             shadow,
             shadow_failing: false,
             restored: false,
@@ -83,7 +86,7 @@ impl LogActor {
 
     /// Answers from the region log, which tells the committer and the shadow what changed.
     fn answer(&mut self, request: &Request) -> Option<Reply> {
-        let touched = self.core.device.as_mut().map(Committer::touched);
+        let touched = self.core.device.as_mut().map(Committer::changed);
         let journal = self.shadow.as_mut().map(Shadow::pending);
         self.region.answer(request, (touched, journal))
     }
@@ -118,7 +121,13 @@ impl ServesLog for LogActor {
             Request::Flush(_) | Request::Postsuspend if is_disk => {
                 let answer = self.answer(&request);
                 self.journal();
+                let owes_nothing = self.core.device.as_ref().is_some_and(Committer::owes_nothing);
                 match answer {
+                    // A FLUSH after nothing but changes towards clean (the committer's header).
+                    Some(Ok(_)) if owes_nothing && matches!(request, Request::Flush(_)) => {
+                        self.core.respond(&to, Ok(ReplyPayload::Empty));
+                        self.commit_behind(ctx);
+                    }
                     Some(Ok(_)) => self.commit(Waiter::Kernel(to), ctx),
                     Some(Err(errno)) => self.core.respond(&to, Err(errno)),
                     None => self.core.respond(&to, Err(Errno::EINVAL)),

@@ -1,7 +1,9 @@
 //! A single-host disk log's device side: resume (the image loaded and written back whole on
-//! the I/O thread) and group commit, by the [`Committer`]'s rules. A FLUSH (or POSTSUSPEND,
-//! or DTR) is answered once everything received before it is durable; the FLUSHes that
-//! arrive while a write is in flight are answered together by the next write. A durable
+//! the I/O thread) and group commit, by the [`Committer`]'s rules. A POSTSUSPEND or DTR is
+//! answered once everything received before it is durable, a FLUSH once every change
+//! towards unclean is (one that owes nothing is answered at once, its clears committed
+//! behind it); the FLUSHes that arrive while a write is in flight are answered together by
+//! the next write. A durable
 //! commit's FLUSHes are answered from the I/O thread; a failed one hands its waiters back
 //! to the actor, and leaves the device stale: the next commit rewrites the whole image.
 
@@ -127,6 +129,17 @@ impl LogActor {
         }
     }
 
+    /// Commits what changed without anyone waiting, now or, if a commit is on its way, when
+    /// that one ends.
+    pub(super) fn commit_behind(&mut self, ctx: &mut Context<Self>) {
+        let idle = self.core.device.as_ref().is_some_and(|d| !d.is_committing());
+        if idle {
+            self.start_commit(ctx);
+        } else {
+            self.behind = true;
+        }
+    }
+
     fn start_commit(&mut self, ctx: &mut Context<Self>) {
         let Some(device) = self.core.device.as_mut() else { return };
         let waiters = std::mem::take(&mut self.queued);
@@ -173,7 +186,9 @@ impl LogActor {
         for waiter in waiting {
             self.release(waiter, reply.clone());
         }
-        if self.queued.is_empty() {
+        let behind = std::mem::take(&mut self.behind)
+            && self.core.device.as_ref().is_some_and(Committer::has_changes_behind);
+        if self.queued.is_empty() && !behind {
             self.stop_if_closing(ctx);
         } else {
             self.start_commit(ctx);

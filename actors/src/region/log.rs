@@ -219,7 +219,7 @@ impl RegionLog {
         for region in regions {
             let flipped = if dirty { self.dirty.insert(region) } else { self.dirty.remove(region) };
             if flipped {
-                seen.clean_bit_changed(region);
+                seen.clean_bit_changed(region, !dirty);
                 if reported {
                     changed.push(region);
                 }
@@ -265,7 +265,7 @@ impl RegionLog {
             if in_sync { self.out_of_sync.remove(region) } else { self.out_of_sync.insert(region) };
         if changed {
             // The region's clean bit on disk follows its sync state (finding C).
-            seen.clean_bit_changed(region);
+            seen.clean_bit_changed(region, in_sync);
         }
         seen.changed(if in_sync { Change::InSync(region) } else { Change::OutOfSync(region) });
         Ok(())

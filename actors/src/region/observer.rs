@@ -14,8 +14,8 @@ use super::change::Change;
 
 /// What a [`RegionLog`](super::RegionLog) reports as it changes.
 pub trait RegionObserver {
-    /// The clean bit of `region` in the disk image changed.
-    fn clean_bit_changed(&mut self, _region: u32) {}
+    /// The clean bit of `region` in the disk image changed, towards `clean` or away from it.
+    fn clean_bit_changed(&mut self, _region: u32, _clean: bool) {}
 
     /// Whether [`RegionObserver::changed`] is wanted: a change is built only then.
     fn wants_changes(&self) -> bool {
@@ -31,7 +31,7 @@ impl RegionObserver for () {}
 
 /// The regions a disk log's next commit must write.
 impl RegionObserver for RoaringBitmap {
-    fn clean_bit_changed(&mut self, region: u32) {
+    fn clean_bit_changed(&mut self, region: u32, _clean: bool) {
         self.insert(region);
     }
 }
@@ -48,9 +48,9 @@ impl RegionObserver for Vec<Change> {
 }
 
 impl<T: RegionObserver> RegionObserver for Option<T> {
-    fn clean_bit_changed(&mut self, region: u32) {
+    fn clean_bit_changed(&mut self, region: u32, clean: bool) {
         if let Some(observer) = self {
-            observer.clean_bit_changed(region);
+            observer.clean_bit_changed(region, clean);
         }
     }
 
@@ -66,8 +66,8 @@ impl<T: RegionObserver> RegionObserver for Option<T> {
 }
 
 impl<T: RegionObserver + ?Sized> RegionObserver for &mut T {
-    fn clean_bit_changed(&mut self, region: u32) {
-        (**self).clean_bit_changed(region);
+    fn clean_bit_changed(&mut self, region: u32, clean: bool) {
+        (**self).clean_bit_changed(region, clean);
     }
 
     fn wants_changes(&self) -> bool {
@@ -81,9 +81,9 @@ impl<T: RegionObserver + ?Sized> RegionObserver for &mut T {
 
 /// Both are told.
 impl<A: RegionObserver, B: RegionObserver> RegionObserver for (A, B) {
-    fn clean_bit_changed(&mut self, region: u32) {
-        self.0.clean_bit_changed(region);
-        self.1.clean_bit_changed(region);
+    fn clean_bit_changed(&mut self, region: u32, clean: bool) {
+        self.0.clean_bit_changed(region, clean);
+        self.1.clean_bit_changed(region, clean);
     }
 
     fn wants_changes(&self) -> bool {

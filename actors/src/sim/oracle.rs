@@ -11,10 +11,12 @@
 //!   of sync there would stall the mirror. The rule holds until the next real resume, which
 //!   rereads a disk log and may resync a region whose clear a kill cut off.
 //!
-//! A clear or a recovery whose requests span a reconnect proves nothing about the device:
-//! the new daemon keeps a region dirty that its device holds dirty, whatever the old one had
-//! answered (a shadow never makes a log cleaner than its device), until the region is
-//! cleared again. Such a region stays "maybe dirty" for the next real resume.
+//! A clear or a recovery proves nothing about the device until a commit that waits for
+//! everything (the POSTSUSPEND before a real resume) made it durable: the FLUSH after it
+//! may be answered before its commit lands, and a kill before then leaves the region dirty
+//! on the device. The new daemon keeps a region dirty that its device holds dirty, whatever
+//! the old one had answered (a shadow never makes a log cleaner than its device), until the
+//! region is cleared again. Such a region stays "maybe dirty" for the next real resume.
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,9 +30,12 @@ pub struct Oracle {
     durable: HashSet<u64>,
     /// Regions the mirror recovered, and may rely on as in sync.
     in_sync: HashSet<u64>,
-    /// Regions marked whose clear has not been flushed: a real resume of a disk log may
-    /// find them dirty and take them out of sync.
+    /// Regions marked whose clear is not known to be on the device: a real resume of a disk
+    /// log may find them dirty and take them out of sync.
     maybe_dirty: HashSet<u64>,
+    /// Regions cleared or recovered since the last real resume, with no reconnect between:
+    /// on the device once the suspend before the next real resume has committed them.
+    unproven: HashSet<u64>,
     /// Regions in sync at the last reconnect, to be reported in sync until a real resume.
     in_sync_at_kill: HashSet<u64>,
     /// How many reconnects there were: a clear or recovery started before the last one
@@ -73,16 +78,11 @@ impl Oracle {
         self.reconnects
     }
 
-    /// The clears of `regions`, sent in `epoch`, were flushed: the log device holds them
-    /// clean, unless a reconnect came between.
+    /// The clears of `regions`, sent in `epoch`, were flushed: the next suspend commits
+    /// them, unless a reconnect came between.
     pub fn cleared(&mut self, regions: &[u64], epoch: u64) {
-        if epoch != self.reconnects {
-            return;
-        }
-        for region in regions {
-            if !self.pending.contains_key(region) {
-                self.maybe_dirty.remove(region);
-            }
+        if epoch == self.reconnects {
+            self.unproven.extend(regions);
         }
     }
 
@@ -92,15 +92,23 @@ impl Oracle {
     }
 
     /// The daemon was found gone and the log reconnected (CTR + RESUME to a new daemon).
-    /// Marks it had not made durable are not promised.
+    /// Marks it had not made durable are not promised, nor clears it had not committed.
     pub fn reconnected(&mut self) {
         self.reconnects += 1;
+        self.unproven.clear();
         self.in_sync_at_kill.clone_from(&self.in_sync);
         self.unflushed.clear();
     }
 
     /// A real resume (create, or suspend + resume): a disk log is read again from its device.
     pub fn resumed(&mut self) {
+        // The suspend before it committed every clear since the last reconnect; a region
+        // written again since is marked (pending) and stays maybe dirty.
+        for region in self.unproven.drain() {
+            if !self.pending.contains_key(&region) {
+                self.maybe_dirty.remove(&region);
+            }
+        }
         self.in_sync.retain(|region| !self.maybe_dirty.contains(region));
         self.in_sync_at_kill.clear();
     }
@@ -109,7 +117,7 @@ impl Oracle {
     pub fn recovered(&mut self, region: u64, epoch: u64) {
         self.in_sync.insert(region);
         if epoch == self.reconnects {
-            self.maybe_dirty.remove(&region);
+            self.unproven.insert(region);
         }
     }
 

@@ -8,6 +8,14 @@
 //! the whole image written makes it `A` again. The committer does no I/O and answers no
 //! one: its owner hands [`Committer::begin`]'s writing to the [`Flusher`] and reports back
 //! through [`Committer::end`], so that the two log actors keep their own waiters.
+//!
+//! What a FLUSH must wait for: a commit of every change towards unclean (a mark, a region
+//! put out of sync) received before it. Changes towards clean (clears, recoveries) promise
+//! nothing the kernel relies on: one lost to a crash keeps its region dirty on the device,
+//! which costs a resync of a region that was in sync, never data. So while the device is
+//! not stale and nothing towards unclean is pending or on its way, a FLUSH
+//! [owes nothing](Committer::owes_nothing): it may be answered before its changes are
+//! durable, and they are committed behind it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -17,6 +25,7 @@ use roaring::RoaringBitmap;
 use super::flusher::{Flusher, Writing};
 use super::format::BITMAP_OFFSET;
 use super::{Claim, DeviceError, Layout};
+use crate::region::RegionObserver;
 
 /// How many commit times the status report's percentiles are taken over.
 const COMMIT_TIMES_KEPT: usize = 512;
@@ -58,6 +67,37 @@ pub enum Extent {
     Whole,
 }
 
+/// What changed since the last commit began: the regions whose clean bit the next commit
+/// writes, and whether any of them became unclean (then a FLUSH waits for it). The log's
+/// [`RegionObserver`].
+#[derive(Debug, Default)]
+pub struct Changed {
+    touched: RoaringBitmap,
+    towards_unclean: bool,
+}
+
+impl Changed {
+    /// `regions` changed, in either direction for all this log knows.
+    pub fn add(&mut self, regions: &RoaringBitmap) {
+        self.touched |= regions;
+        self.towards_unclean |= !regions.is_empty();
+    }
+}
+
+impl RegionObserver for Changed {
+    fn clean_bit_changed(&mut self, region: u32, clean: bool) {
+        self.touched.insert(region);
+        self.towards_unclean |= !clean;
+    }
+}
+
+/// A commit on its way to the device.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    extent: Extent,
+    towards_unclean: bool,
+}
+
 /// One log's device, its I/O thread and what its next commit must write. Its owner (the
 /// log actor) decides when to commit and whom to answer.
 pub struct Committer {
@@ -70,10 +110,8 @@ pub struct Committer {
     /// The device may hold anything where this log was to write: the next commit writes the
     /// whole image.
     stale: bool,
-    in_flight: Option<Extent>,
-    /// The regions whose clean bit changed since the last commit began: the blocks the next
-    /// one writes. The log's [`RegionObserver`](crate::region::RegionObserver).
-    touched: RoaringBitmap,
+    in_flight: Option<InFlight>,
+    changed: Changed,
     /// How long the last commits took, newest last, for the status report.
     commit_times: VecDeque<Duration>,
 }
@@ -91,7 +129,7 @@ impl Committer {
             health: Health::Alive,
             stale,
             in_flight: None,
-            touched: RoaringBitmap::new(),
+            changed: Changed::default(),
             commit_times: VecDeque::new(),
         }
     }
@@ -128,13 +166,32 @@ impl Committer {
     }
 
     /// Where the log reports the regions whose clean bit changes.
-    pub fn touched(&mut self) -> &mut RoaringBitmap {
-        &mut self.touched
+    pub fn changed(&mut self) -> &mut Changed {
+        &mut self.changed
+    }
+
+    /// Whether a region changed since the last commit began.
+    pub fn has_changes(&self) -> bool {
+        !self.changed.touched.is_empty()
+    }
+
+    /// Whether changes wait to be committed behind an answered FLUSH. A stale device is
+    /// written again only for someone who waits: a failing device is not rewritten in a loop.
+    pub fn has_changes_behind(&self) -> bool {
+        self.has_changes() && !self.stale
     }
 
     /// Whether a commit would write anything: a region changed, or the device is stale.
     pub fn has_work(&self) -> bool {
-        self.stale || !self.touched.is_empty()
+        self.stale || self.has_changes()
+    }
+
+    /// Whether a FLUSH now may be answered before anything more is durable: the device is
+    /// not stale (no failed write waits for its repair), and no change towards unclean is
+    /// pending or on its way to the device (the module's header says why that is safe).
+    pub fn owes_nothing(&self) -> bool {
+        let in_flight = self.in_flight.is_some_and(|commit| commit.towards_unclean);
+        !self.stale && !self.changed.towards_unclean && !in_flight
     }
 
     pub fn is_committing(&self) -> bool {
@@ -144,7 +201,7 @@ impl Committer {
     /// The whole image of a log whose regions not clean are `unclean`: nothing touched is
     /// left to write once it is written.
     pub fn whole(&mut self, unclean: &[&RoaringBitmap]) -> Writing {
-        self.touched.clear();
+        self.changed = Changed::default();
         let unclean = unclean.iter().map(|set| (*set).clone()).collect();
         Writing::Whole { layout: self.layout.clone(), unclean }
     }
@@ -152,19 +209,20 @@ impl Committer {
     /// Starts a commit of a log whose regions not clean are `unclean`; returns what to hand
     /// the I/O thread, and what it is.
     pub fn begin(&mut self, unclean: &[&RoaringBitmap]) -> (Writing, Extent) {
+        let towards_unclean = self.changed.towards_unclean;
         let (writing, extent) = if self.stale {
             (self.whole(unclean), Extent::Whole)
         } else {
-            let touched = std::mem::take(&mut self.touched);
+            let Changed { touched, .. } = std::mem::take(&mut self.changed);
             (Writing::Blocks(self.layout.render_touched(&touched, unclean)), Extent::Touched)
         };
-        self.in_flight = Some(extent);
+        self.in_flight = Some(InFlight { extent, towards_unclean });
         (writing, extent)
     }
 
     /// Ends the commit begun last, `took` long, and records what it says of the device.
     pub fn end(&mut self, took: Duration, written: &Result<(), DeviceError>) {
-        let extent = self.in_flight.take();
+        let extent = self.in_flight.take().map(|commit| commit.extent);
         if self.commit_times.len() == COMMIT_TIMES_KEPT {
             self.commit_times.pop_front();
         }

@@ -35,8 +35,8 @@ pub(crate) struct LogActor {
     region: RegionLog,
     /// Who waits for a disk log's next commit.
     queued: Vec<Waiter>,
-    /// A FLUSH answered ahead left its changes to the commit after the one on its way.
-    behind: bool,
+    /// A commit of the changes behind an answered FLUSH is scheduled.
+    behind_scheduled: bool,
     /// The log's state kept for the next daemon, if there is a state directory.
     shadow: Option<Shadow>,
     /// The last write of the shadow failed (said once, until one succeeds).
@@ -57,7 +57,7 @@ impl LogActor {
             core,
             region,
             queued: Vec::new(),
-            behind: false,
+            behind_scheduled: false,
             shadow,
             shadow_failing: false,
             restored: false,

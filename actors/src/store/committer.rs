@@ -77,7 +77,9 @@ pub struct Changed {
 }
 
 impl Changed {
-    /// `regions` changed, in either direction for all this log knows.
+    /// `regions` changed, in either direction for all this log knows (the clustered writer
+    /// knows only what differs from what it wrote last).
+    #[cfg(feature = "cluster")]
     pub fn add(&mut self, regions: &RoaringBitmap) {
         self.touched |= regions;
         self.towards_unclean |= !regions.is_empty();

@@ -11,6 +11,7 @@
 #   guest.sh cleanup <dm-ulogd> <share>                     tidy up after a case
 #   guest.sh bench <dm-ulogd> <share> <sentinel> <rounds> [<daemon args>]
 #                                                           the benchmark, not a test (see bench())
+#   guest.sh cbench <dm-ulogd> <share> <sentinel> <rounds>   the clustered-log bench (cbench.sh)
 #   guest.sh powercut-write|powercut-check <dm-ulogd> <share> <sentinel> <write boot's share>
 #                                                           case 13's two boots (see there)
 #
@@ -1430,6 +1431,24 @@ bench)
     else
         emit "FAIL daemon: $(cat "$KT/why")"
     fi
+    dmesg >"$SHARE/dmesg.txt" 2>&1
+    note "guest: the bench took $((SECONDS - t0)) s"
+    emit "$4"
+    sync
+    ;;
+cbench)
+    setup_env "$2" "$3"
+    . "$(dirname "$0")/cbench.sh"
+    : >"$RESULTS"
+    t0=$SECONDS
+    note "guest: kernel $(uname -r), $(nproc) vCPU, $(awk '/MemTotal/ { print $2 / 1024 " MiB" }' /proc/meminfo)"
+    note "guest: dm-ulogd $("$BIN" --version 2>&1), $(corosync -v | head -n1)"
+    ip link set lo up
+    rm -f "$KT/why"
+    cbench "$5" >>"$CASELOG" 2>&1 || emit "FAIL cbench: $(cat "$KT/why" 2>/dev/null || echo 'no reason recorded')"
+    # After a failure a mirror may still wait on a daemon: the guest powers off regardless.
+    daemon_alive && kill -TERM "$(daemon_pid)"
+    corosync_stop
     dmesg >"$SHARE/dmesg.txt" 2>&1
     note "guest: the bench took $((SECONDS - t0)) s"
     emit "$4"

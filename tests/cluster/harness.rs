@@ -15,6 +15,7 @@ use dm_ulog_actors::sim::{KernelLink, LogTable, SimLog};
 use crate::common::{daemon_args, wait_bound};
 use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::{RegionBatch, ReplyPayload, Request};
+use dm_ulog_actors::LogStatus;
 
 /// The namespaces have fixed names, so one cluster at a time on the machine: every test
 /// and bench process takes this lock (flock) for as long as its cluster is up.
@@ -167,9 +168,26 @@ pub async fn mark(log: &SimLog, list: &[u64]) {
     log.direct(&Request::Flush(regions(list))).await.unwrap();
 }
 
+/// CLEAR and FLUSH, as a kernel completes writes; then an IS_CLEAN from the same node as the
+/// test's barrier: that FLUSH owes nothing and is answered before the group has the clears,
+/// but this node's IS_CLEAN comes back only after them, and anything any node sends next is
+/// ordered behind it.
 pub async fn clear(log: &SimLog, list: &[u64]) {
     log.direct(&Request::ClearRegion(regions(list))).await.unwrap();
     log.direct(&Request::Flush(RegionBatch::EMPTY)).await.unwrap();
+    is_clean(log, list[0]).await;
+}
+
+/// Whether the shared log device comes to say `clean` of `region` within 10 s: a FLUSH that
+/// owes nothing is answered before the writer commits its clears, right behind it.
+pub async fn settles_on_disk(device: &std::path::Path, region: u64, clean: bool) -> bool {
+    for _ in 0..1000 {
+        if crate::common::clean_on_disk(device, region) == clean {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 /// Recovers every region this node is handed, until none is left for it.
@@ -185,4 +203,24 @@ pub async fn resync(log: &SimLog) -> Vec<u64> {
             other => panic!("GET_RESYNC_WORK: {other:?}"),
         }
     }
+}
+
+/// What the daemons of `nodes` multicast for `uuid` so far, from `dm-ulogd status --json`.
+pub fn multicasts(cluster: &Cluster, nodes: &[u32], uuid: &str) -> u64 {
+    let mut total = 0;
+    for node in nodes {
+        let output = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"))
+            .args(["status", "--json", "--control-socket"])
+            .arg(cluster.path(&format!("n{node}.control")))
+            .output()
+            .unwrap();
+        let logs: Vec<LogStatus> = serde_json::from_slice(&output.stdout).unwrap();
+        total += logs
+            .iter()
+            .filter(|log| log.uuid == uuid)
+            .filter_map(|log| log.cluster.as_ref())
+            .map(|cluster| cluster.multicasts)
+            .sum::<u64>();
+    }
+    total
 }

@@ -32,7 +32,8 @@ use crate::reply_to::ReplyTo;
 use crate::status::ClusterStatus;
 use crate::wire::{Errno, LogKey, ReplyPayload, Request};
 use disk::Disk;
-use work::{answers_ahead, read, work_of, Slot, Work};
+use work::{absorb_held_marks, answers_ahead, flush_owes_nothing, is_held_mark, read, work_of};
+use work::{Slot, Work};
 
 mod disk;
 mod work;
@@ -42,6 +43,10 @@ mod work;
 const FLOW_CONTROL_RETRY: Duration = Duration::from_millis(2);
 /// How often held work is retried while waiting for quorum or the group.
 const WAIT_RETRY: Duration = Duration::from_millis(100);
+/// How long a MARK waits, unsent, for the FLUSH that takes it in (`work::absorb_held_marks`):
+/// dm-log-userspace sends MARKs only from its flush, right before the FLUSH, so the kernel
+/// never waits on this; past it, a MARK some other client left alone goes on its own.
+const MARK_HOLD: Duration = Duration::from_millis(50);
 
 /// One clustered log on this host: it turns its kernel's requests into ops in the group's
 /// agreed order and answers them when they come back, so every host's replica agrees.
@@ -66,6 +71,8 @@ pub(crate) struct ClusterLogActor {
     retry_scheduled: bool,
     /// Messages multicast for this log, for the status report.
     multicasts: u64,
+    /// The MARKs at the back of the order wait for their FLUSH (until MARK_HOLD is over).
+    hold_marks: bool,
 }
 
 impl ClusterLogActor {
@@ -84,6 +91,7 @@ impl ClusterLogActor {
             durable: 0,
             retry_scheduled: false,
             multicasts: 0,
+            hold_marks: false,
         }
     }
 
@@ -99,19 +107,45 @@ impl ClusterLogActor {
     }
 
     /// Puts a request in this log's order, answering it ahead of its op where the kernel
-    /// relies on nothing more ([`answers_ahead`]).
-    fn queue(&mut self, to: ReplyTo, work: Work, ctx: &mut Context<Self>) {
+    /// relies on nothing more ([`answers_ahead`], [`ClusterLogActor::owes_nothing`]).
+    fn queue(&mut self, to: ReplyTo, mut work: Work, ctx: &mut Context<Self>) {
         let mut to = Some(to);
-        if let Work::Op { op, .. } = &work {
+        if let Work::Op { op, .. } = &mut work {
             if let Some(errno) = self.out_of_range(op) {
                 return self.core.respond(&to.expect("not answered"), Err(errno));
             }
-            if answers_ahead(op) {
+            absorb_held_marks(&mut self.slots, op);
+            if answers_ahead(op) || self.owes_nothing(op) {
                 self.core.respond(&to.take().expect("not answered"), Ok(ReplyPayload::Empty));
+            }
+            if matches!(op, Op::Mark(_)) {
+                self.hold_marks = true;
+                ctx.run_later(MARK_HOLD, |act, ctx| {
+                    act.hold_marks = false;
+                    act.pump(ctx);
+                });
             }
         }
         self.slots.push_back(Slot { to, work });
         self.pump(ctx);
+    }
+
+    /// Whether `op` is a FLUSH this member may answer before the group has it
+    /// ([`flush_owes_nothing`]): it is in its group, holding the state, with quorum, and on a
+    /// clustered-disk log it is the writer and its device owes nothing, by the single-host
+    /// rule (only the writer knows whether a write failed and waits for its repair).
+    fn owes_nothing(&self, op: &Op) -> bool {
+        let Some(replica) = &self.replica else { return false };
+        let in_group =
+            self.group.is_some() && self.quorum.is_quorate() && replica.state().is_some();
+        let device_owes_nothing = match (&self.disk, &self.core.device) {
+            (None, _) => true,
+            (Some(_), Some(device)) => {
+                replica.writer() == Some(replica.me()) && device.owes_nothing()
+            }
+            (Some(_), None) => false,
+        };
+        in_group && device_owes_nothing && flush_owes_nothing(&self.slots, op)
     }
 
     /// EINVAL for an op naming a region past the log's end, as every member would answer it.
@@ -227,7 +261,13 @@ impl ClusterLogActor {
         if self.replica.as_ref().and_then(Replica::state).is_none() {
             return true;
         }
-        for slot in &mut self.slots {
+        let held = if self.hold_marks {
+            self.slots.iter().rev().take_while(|slot| is_held_mark(slot)).count()
+        } else {
+            0
+        };
+        let sendable = self.slots.len() - held;
+        for slot in self.slots.iter_mut().take(sendable) {
             let Work::Op { op, sent: sent @ false } = &mut slot.work else { continue };
             if !multicast(group, &Message::encode_op(op), &self.core.key) {
                 return false;

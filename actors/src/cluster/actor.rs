@@ -115,7 +115,12 @@ impl ClusterLogActor {
                 return self.core.respond(&to.expect("not answered"), Err(errno));
             }
             absorb_held_marks(&mut self.slots, op);
-            if answers_ahead(op) || self.owes_nothing(op) {
+            if self.owes_nothing(op) {
+                // Nothing for the group to do: the clears before it are on their way, and
+                // the writer commits them behind ([`ClusterLogActor::commit_behind`]).
+                return self.core.respond(&to.expect("not answered"), Ok(ReplyPayload::Empty));
+            }
+            if answers_ahead(op) {
                 self.core.respond(&to.take().expect("not answered"), Ok(ReplyPayload::Empty));
             }
             if matches!(op, Op::Mark(_)) {
@@ -315,6 +320,7 @@ impl ClusterLogActor {
 
     fn on_event(&mut self, event: GroupEvent, ctx: &mut Context<Self>) {
         let Some(replica) = self.replica.as_mut() else { return };
+        let mut commit_behind = false;
         let effects = match event {
             GroupEvent::View { members, left, joined } => {
                 let was_writer = replica.writer() == Some(replica.me());
@@ -332,10 +338,14 @@ impl ClusterLogActor {
             }
             GroupEvent::Delivered { from, bytes } => match Message::decode(&bytes) {
                 Ok(message) => {
-                    if let (Message::Op(Op::Flush(_) | Op::Resume | Op::Postsuspend), Some(disk)) =
-                        (&message, &mut self.disk)
-                    {
-                        disk.wanted = true;
+                    match (&message, &mut self.disk) {
+                        (Message::Op(Op::Flush(_) | Op::Resume | Op::Postsuspend), Some(disk)) => {
+                            disk.wanted = true;
+                        }
+                        (Message::Op(Op::Clear(_) | Op::SetRegionSync { .. }), Some(_)) => {
+                            commit_behind = true;
+                        }
+                        _ => {}
                     }
                     replica.on_message(from, message)
                 }
@@ -352,6 +362,9 @@ impl ClusterLogActor {
         };
         for effect in effects {
             self.apply_effect(effect);
+        }
+        if commit_behind {
+            self.commit_behind(ctx);
         }
         self.pump(ctx);
     }

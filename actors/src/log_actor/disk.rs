@@ -18,15 +18,11 @@ use crate::metrics::Metrics;
 use crate::region::{ResumeFrom, SyncMode};
 use crate::reply_to::ReplyTo;
 use crate::store::format::{self, Header};
+use crate::store::COMMIT_BEHIND_DELAY;
 use crate::store::{Claim, Committer, DeviceError, Extent, Flusher, Health, Layout};
 use crate::transport::ReplySink;
 use crate::units::RegionCount;
 use crate::wire::{LogKey, Reply, ReplyPayload};
-
-/// How long the changes behind an answered FLUSH may wait for a commit someone waits for
-/// to take them along: in a busy mirror the next write's FLUSH does, so that a write costs
-/// one fdatasync, not two; in an idle one they are on the device this long after.
-const COMMIT_BEHIND_DELAY: Duration = Duration::from_millis(50);
 
 /// Someone waiting for a commit to be durable.
 pub(super) enum Waiter {

@@ -15,7 +15,7 @@ mod committer;
 mod flusher;
 
 pub(crate) use claims::{Claim, DeviceClaims};
-pub(crate) use committer::{Committer, Extent, Health};
+pub(crate) use committer::{Committer, Extent, Health, COMMIT_BEHIND_DELAY};
 pub use device::{DeviceError, LogDevice};
 pub(crate) use flusher::Flusher;
 pub use format::{Commit, Layout, Loaded};

@@ -5,7 +5,8 @@
 //! writer, the lowest member holding the state, writes it, by the [`Committer`]'s rules.
 //! After applying a FLUSH from anyone the writer commits the changed blocks, then multicasts
 //! how far the device is durable; a FLUSH is answered only then, and fails with EIO
-//! everywhere if the write failed. When the writer goes, the next one writes the whole image
+//! everywhere if the write failed. Clears no FLUSH waits for are committed behind, as on a
+//! single-host disk log. When the writer goes, the next one writes the whole image
 //! before saying anything is durable.
 
 use std::time::Instant;
@@ -17,7 +18,7 @@ use super::{ClusterLogActor, Work};
 use crate::cluster::message::Message;
 use crate::region::LogKind;
 use crate::reply_to::ReplyTo;
-use crate::store::{Committer, Health, Layout};
+use crate::store::{Committer, Health, Layout, COMMIT_BEHIND_DELAY};
 use crate::wire::{Errno, ReplyPayload};
 
 /// The log device side of a clustered-disk log, beside its [`Committer`] (in the core).
@@ -28,6 +29,8 @@ pub(super) struct Disk {
     on_disk: RoaringBitmap,
     /// A FLUSH (or a change of writer) asks for a commit.
     pub(super) wanted: bool,
+    /// A commit of the changes no FLUSH waits for is scheduled ([`ClusterLogActor::commit_behind`]).
+    pub(super) behind_scheduled: bool,
     /// Set on leaving the group: what the device holds now is read before joining again.
     pub(super) read_before_join: bool,
     pub(super) reading: bool,
@@ -55,6 +58,7 @@ impl ClusterLogActor {
                 act.disk = Some(Disk {
                     on_disk: RoaringBitmap::new(),
                     wanted: false,
+                    behind_scheduled: false,
                     read_before_join: false,
                     reading: false,
                 });
@@ -127,6 +131,23 @@ impl ClusterLogActor {
             }
             act.pump(ctx);
         }));
+    }
+
+    /// Clears and recoveries that no FLUSH waits for (a FLUSH that owes nothing is answered
+    /// without one) reach the device by the single-host rule: with the next commit someone
+    /// waits for, or [`COMMIT_BEHIND_DELAY`] after they were applied. Only the writer acts
+    /// on it; [`ClusterLogActor::maybe_commit`] says so.
+    pub(super) fn commit_behind(&mut self, ctx: &mut Context<Self>) {
+        let Some(disk) = self.disk.as_mut() else { return };
+        if std::mem::replace(&mut disk.behind_scheduled, true) {
+            return;
+        }
+        ctx.run_later(COMMIT_BEHIND_DELAY, |act, ctx| {
+            let Some(disk) = act.disk.as_mut() else { return };
+            disk.behind_scheduled = false;
+            disk.wanted = true;
+            act.pump(ctx);
+        });
     }
 
     /// The FLUSHes (and POSTSUSPENDs) waiting on a commit up to `position` fail, as the

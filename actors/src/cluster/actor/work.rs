@@ -50,9 +50,9 @@ pub(super) fn answers_ahead(op: &Op) -> bool {
     matches!(op, Op::Mark(_) | Op::Clear(_))
 }
 
-/// Whether a FLUSH may be answered as it is queued, as far as this log's order can tell: it
-/// carries no marks, and nothing before it that is still on its way carries any (only
-/// CLEARs, and FLUSHes answered the same way, may wait there). Such a FLUSH promises nothing
+/// Whether a FLUSH may be answered as it arrives, with nothing sent for it, as far as this
+/// log's order can tell: it carries no marks, and nothing before it that is still on its way
+/// carries any (only CLEARs may wait there). Such a FLUSH promises nothing
 /// the kernel relies on: a clear that is late, or lost in a crash, only keeps its region
 /// dirty, which costs a resync of a region that was in sync, never data (store::committer
 /// says the same of single-host logs). The next FLUSH that carries marks still waits for
@@ -64,7 +64,6 @@ pub(super) fn flush_owes_nothing(slots: &VecDeque<Slot>, op: &Op) -> bool {
     matches!(op, Op::Flush(marks) if marks.is_empty())
         && slots.iter().all(|slot| match &slot.work {
             Work::Op { op: Op::Clear(_), .. } => true,
-            Work::Op { op: Op::Flush(marks), .. } => marks.is_empty() && answered_ahead(slot),
             Work::Applied { needs_disk, .. } => !needs_disk && answered_ahead(slot),
             _ => false,
         })

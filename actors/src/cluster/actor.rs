@@ -32,8 +32,8 @@ use crate::reply_to::ReplyTo;
 use crate::status::ClusterStatus;
 use crate::wire::{Errno, LogKey, ReplyPayload, Request};
 use disk::Disk;
-use work::{absorb_held_marks, answers_ahead, flush_owes_nothing, is_held_mark, read, work_of};
-use work::{Slot, Work};
+use work::{absorb_held_marks, answers_ahead, flush_owes_nothing, is_answered_mark_or_clear};
+use work::{is_held, read, work_of, Slot, Work};
 
 mod disk;
 mod work;
@@ -43,10 +43,11 @@ mod work;
 const FLOW_CONTROL_RETRY: Duration = Duration::from_millis(2);
 /// How often held work is retried while waiting for quorum or the group.
 const WAIT_RETRY: Duration = Duration::from_millis(100);
-/// How long a MARK waits, unsent, for the FLUSH that takes it in (`work::absorb_held_marks`):
-/// dm-log-userspace sends MARKs only from its flush, right before the FLUSH, so the kernel
-/// never waits on this; past it, a MARK some other client left alone goes on its own.
-const MARK_HOLD: Duration = Duration::from_millis(50);
+/// How long a MARK or CLEAR answered ahead waits, unsent, for what follows it (`work::is_held`):
+/// the FLUSH that takes the MARKs in, and the next write's FLUSH for a CLEAR. Nothing waits on
+/// it: a clear that is late only keeps a region dirty for this long, and past it, what the
+/// kernel (or another client) left alone goes on its own.
+const HOLD: Duration = Duration::from_millis(50);
 
 /// One clustered log on this host: it turns its kernel's requests into ops in the group's
 /// agreed order and answers them when they come back, so every host's replica agrees.
@@ -71,8 +72,8 @@ pub(crate) struct ClusterLogActor {
     retry_scheduled: bool,
     /// Messages multicast for this log, for the status report.
     multicasts: u64,
-    /// The MARKs at the back of the order wait for their FLUSH (until MARK_HOLD is over).
-    hold_marks: bool,
+    /// The MARKs and CLEARs at the back of the order wait for what follows (until HOLD is over).
+    hold_tail: bool,
 }
 
 impl ClusterLogActor {
@@ -91,7 +92,7 @@ impl ClusterLogActor {
             durable: 0,
             retry_scheduled: false,
             multicasts: 0,
-            hold_marks: false,
+            hold_tail: false,
         }
     }
 
@@ -123,10 +124,10 @@ impl ClusterLogActor {
             if answers_ahead(op) {
                 self.core.respond(&to.take().expect("not answered"), Ok(ReplyPayload::Empty));
             }
-            if matches!(op, Op::Mark(_)) {
-                self.hold_marks = true;
-                ctx.run_later(MARK_HOLD, |act, ctx| {
-                    act.hold_marks = false;
+            if matches!(op, Op::Mark(_) | Op::Clear(_)) {
+                self.hold_tail = true;
+                ctx.run_later(HOLD, |act, ctx| {
+                    act.hold_tail = false;
                     act.pump(ctx);
                 });
             }
@@ -259,26 +260,36 @@ impl ClusterLogActor {
         true
     }
 
-    /// Multicasts held ops in order, once this member holds the state; false if CPG pushed
-    /// back.
+    /// Multicasts the ops not sent yet, in order and all in one message, once this member
+    /// holds the state; false if CPG pushed back.
     fn send_held(&mut self) -> bool {
         let Some(group) = &self.group else { return true };
         if self.replica.as_ref().and_then(Replica::state).is_none() {
             return true;
         }
-        let held = if self.hold_marks {
-            self.slots.iter().rev().take_while(|slot| is_held_mark(slot)).count()
+        let held = if self.hold_tail {
+            self.slots.iter().rev().take_while(|slot| is_held(slot)).count()
         } else {
             0
         };
         let sendable = self.slots.len() - held;
-        for slot in self.slots.iter_mut().take(sendable) {
-            let Work::Op { op, sent: sent @ false } = &mut slot.work else { continue };
-            if !multicast(group, &Message::encode_op(op), &self.core.key) {
-                return false;
-            }
-            self.multicasts += 1;
-            *sent = true;
+        let mut going: Vec<(&Op, &mut bool)> = (self.slots.iter_mut().take(sendable))
+            .filter_map(|slot| match &mut slot.work {
+                Work::Op { op, sent } if !*sent => Some((&*op, sent)),
+                _ => None,
+            })
+            .collect();
+        let bytes = match going.as_slice() {
+            [] => return true,
+            [(op, _)] => Message::encode_op(op),
+            _ => Message::encode_ops(going.iter().map(|(op, _)| *op)),
+        };
+        if !multicast(group, &bytes, &self.core.key) {
+            return false;
+        }
+        self.multicasts += 1;
+        for (_, sent) in &mut going {
+            **sent = true;
         }
         true
     }
@@ -287,9 +298,12 @@ impl ClusterLogActor {
     /// them was the POSTSUSPEND after which the member leaves its group.
     fn answer_front(&mut self) -> bool {
         let mut leave = false;
-        while let Some(slot) = self.slots.front() {
+        // Slots before this one wait; past the front only MARKs and CLEARs answered ahead
+        // are looked beyond, and only reads answered, which neither changes.
+        let mut at = 0;
+        while let Some(slot) = self.slots.get(at) {
             let reply = match &slot.work {
-                Work::Applied { reply, position, needs_disk, then_leave } => {
+                Work::Applied { reply, position, needs_disk, then_leave } if at == 0 => {
                     if *needs_disk && self.durable < *position {
                         break;
                     }
@@ -308,9 +322,13 @@ impl ClusterLogActor {
                     }
                     None => break,
                 },
-                Work::Op { .. } => break,
+                _ if is_answered_mark_or_clear(slot) => {
+                    at += 1;
+                    continue;
+                }
+                _ => break,
             };
-            let slot = self.slots.pop_front().expect("front exists");
+            let slot = self.slots.remove(at).expect("the slot exists");
             if let Some(to) = &slot.to {
                 self.core.respond(to, reply);
             }
@@ -338,14 +356,19 @@ impl ClusterLogActor {
             }
             GroupEvent::Delivered { from, bytes } => match Message::decode(&bytes) {
                 Ok(message) => {
-                    match (&message, &mut self.disk) {
-                        (Message::Op(Op::Flush(_) | Op::Resume | Op::Postsuspend), Some(disk)) => {
-                            disk.wanted = true;
+                    let ops = match &message {
+                        Message::Op(op) => std::slice::from_ref(op),
+                        Message::Ops(ops) => ops.as_slice(),
+                        _ => &[],
+                    };
+                    if let Some(disk) = &mut self.disk {
+                        for op in ops {
+                            match op {
+                                Op::Flush(_) | Op::Resume | Op::Postsuspend => disk.wanted = true,
+                                Op::Clear(_) | Op::SetRegionSync { .. } => commit_behind = true,
+                                _ => {}
+                            }
                         }
-                        (Message::Op(Op::Clear(_) | Op::SetRegionSync { .. }), Some(_)) => {
-                            commit_behind = true;
-                        }
-                        _ => {}
                     }
                     replica.on_message(from, message)
                 }

@@ -1,6 +1,7 @@
 //! What the members of a log's group multicast to each other, and its bytes.
 //!
-//! Four kinds: an [`Op`] (one per state-changing kernel request), `Durable` and
+//! Five kinds: an [`Op`] (one per state-changing kernel request), `Ops` (several of one
+//! member's, in its order, in one multicast), `Durable` and
 //! `CommitFailed` (the member that writes a clustered-disk log says how far the total order
 //! is on disk, or that writing it failed), and a chunk of a state snapshot for members that
 //! joined. The encoding is little-endian with a
@@ -13,12 +14,14 @@ use roaring::RoaringBitmap;
 
 use super::state::{ClusterState, Member, Op};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// A message of the group.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     Op(Op),
+    /// Ops one member sends together, applied in this order as if sent one by one.
+    Ops(Vec<Op>),
     /// Everything up to this position in the total order is durable on the log device.
     Durable(u64),
     /// Writing the log device up to this position failed: FLUSHes waiting on it fail.
@@ -56,10 +59,19 @@ impl Message {
         w.0
     }
 
+    /// The bytes of `Message::Ops` of these ops, without taking them, as [`Message::encode_op`].
+    pub(crate) fn encode_ops<'a>(ops: impl ExactSizeIterator<Item = &'a Op>) -> Vec<u8> {
+        let mut w = Writer(vec![VERSION, 40]);
+        w.u32(ops.len() as u32);
+        ops.for_each(|op| w.op(op));
+        w.0
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(vec![VERSION]);
         match self {
             Message::Op(op) => return Message::encode_op(op),
+            Message::Ops(ops) => return Message::encode_ops(ops.iter()),
             Message::Durable(applied) => {
                 w.u8(20);
                 w.u64(*applied);
@@ -93,6 +105,19 @@ impl Message {
                 total: r.u32()?,
                 bytes: std::mem::take(&mut r.0).to_vec(),
             }),
+            40 => {
+                let count = r.u32()?;
+                // Every op takes at least its tag byte: a count past that is a lie.
+                if count as usize > r.0.len() {
+                    return Err(DecodeError("more ops than bytes"));
+                }
+                let mut ops = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let tag = r.u8()?;
+                    ops.push(r.op(tag)?);
+                }
+                Message::Ops(ops)
+            }
             tag => Message::Op(r.op(tag)?),
         };
         r.end()?;
@@ -329,8 +354,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn messages_round_trip(op in op(), applied in any::<u64>()) {
-            for message in [Message::Op(op.clone()), Message::Durable(applied), Message::CommitFailed(applied)] {
+        fn messages_round_trip(op in op(), ops in proptest::collection::vec(op(), 0..5), applied in any::<u64>()) {
+            let messages = [Message::Op(op), Message::Ops(ops), Message::Durable(applied), Message::CommitFailed(applied)];
+            for message in messages {
                 prop_assert_eq!(Message::decode(&message.encode()), Ok(message));
             }
         }

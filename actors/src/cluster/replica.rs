@@ -137,6 +137,9 @@ impl Replica {
     /// A message, delivered in the agreed order.
     pub fn on_message(&mut self, from: Member, message: Message) -> Vec<Effect> {
         match message {
+            Message::Ops(ops) => {
+                ops.into_iter().flat_map(|op| self.on_message(from, Message::Op(op))).collect()
+            }
             Message::Op(op) => match &mut self.state {
                 Some(state) => {
                     let reply = state.apply(from, &op);
@@ -326,6 +329,23 @@ mod tests {
         assert!(states.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(states[0].is_clean(3), Ok(false), "unmarked, but out of sync");
         assert_eq!(states[0].in_sync(3), Ok(false), "B's mark is resynced");
+    }
+
+    #[test]
+    fn ops_sent_together_are_applied_and_answered_as_if_sent_one_by_one() {
+        let args = Group::args();
+        let ops = [Op::Clear(vec![1]), Op::Mark(vec![1, 2]), Op::IsClean(1), Op::Flush(vec![3])];
+        let mut alone = Replica::new(A, args.clone(), args.initial_out_of_sync());
+        let mut batched = Replica::new(A, args.clone(), args.initial_out_of_sync());
+        for replica in [&mut alone, &mut batched] {
+            replica.on_view(&[A], &[], &[A]);
+        }
+        let one_by_one: Vec<Effect> =
+            ops.iter().flat_map(|op| alone.on_message(A, Message::Op(op.clone()))).collect();
+        let together = batched.on_message(A, Message::Ops(ops.to_vec()));
+        assert_eq!(together.len(), ops.len(), "one answer per op");
+        assert_eq!(together, one_by_one);
+        assert_eq!(alone.state(), batched.state());
     }
 
     #[test]

@@ -69,15 +69,27 @@ pub(super) fn flush_owes_nothing(slots: &VecDeque<Slot>, op: &Op) -> bool {
         })
 }
 
-/// Whether the MARK at the back of `slots` waits there, unsent, for the FLUSH behind it.
-pub(super) fn is_held_mark(slot: &Slot) -> bool {
-    matches!(slot, Slot { to: None, work: Work::Op { op: Op::Mark(_), sent: false } })
+/// Whether `slot` is a MARK or CLEAR answered ahead and not yet back from the group: nothing
+/// waits for it, and no read depends on it (neither changes what is in sync).
+pub(super) fn is_answered_mark_or_clear(slot: &Slot) -> bool {
+    matches!(slot, Slot { to: None, work: Work::Op { op: Op::Mark(_) | Op::Clear(_), .. } })
+}
+
+/// Whether `slot`, at the back of the order, may wait there unsent for what comes next: a
+/// MARK or CLEAR answered ahead. dm-log-userspace sends its CLEARs and MARKs from its flush,
+/// right before the FLUSH, and a CLEAR after a write before the next write's MARKs and FLUSH:
+/// held, they go in one multicast with it.
+pub(super) fn is_held(slot: &Slot) -> bool {
+    matches!(slot.work, Work::Op { sent: false, .. }) && is_answered_mark_or_clear(slot)
+}
+
+fn is_held_mark(slot: &Slot) -> bool {
+    is_held(slot) && matches!(slot.work, Work::Op { op: Op::Mark(_), .. })
 }
 
 /// A FLUSH takes in the MARKs just before it that are not sent yet: dm-log-userspace sends
 /// its MARKs right before the FLUSH that makes them durable, and they were answered ahead. The
-/// group applies them at the FLUSH, as it does integrated_flush's, and one multicast carries
-/// what took one more per MARK.
+/// group applies them at the FLUSH, as it does integrated_flush's.
 pub(super) fn absorb_held_marks(slots: &mut VecDeque<Slot>, op: &mut Op) {
     let Op::Flush(marks) = op else { return };
     while slots.back().is_some_and(is_held_mark) {

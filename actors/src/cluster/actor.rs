@@ -72,8 +72,11 @@ pub(crate) struct ClusterLogActor {
     retry_scheduled: bool,
     /// Messages multicast for this log, for the status report.
     multicasts: u64,
-    /// The MARKs and CLEARs at the back of the order wait for what follows (until HOLD is over).
-    hold_tail: bool,
+    /// Counts the multicasts of ops: a hold (the MARKs and CLEARs waiting at the back of the
+    /// order for what follows) lasts from the first op held to the next multicast of ops.
+    hold_epoch: u64,
+    /// The hold whose HOLD ran out: its ops go on their own.
+    hold_expired: Option<u64>,
 }
 
 impl ClusterLogActor {
@@ -92,7 +95,8 @@ impl ClusterLogActor {
             durable: 0,
             retry_scheduled: false,
             multicasts: 0,
-            hold_tail: false,
+            hold_epoch: 0,
+            hold_expired: None,
         }
     }
 
@@ -124,11 +128,15 @@ impl ClusterLogActor {
             if answers_ahead(op) {
                 self.core.respond(&to.take().expect("not answered"), Ok(ReplyPayload::Empty));
             }
-            if matches!(op, Op::Mark(_) | Op::Clear(_)) {
-                self.hold_tail = true;
-                ctx.run_later(HOLD, |act, ctx| {
-                    act.hold_tail = false;
-                    act.pump(ctx);
+            // The first op of a hold starts its clock: a later timer must not cut short the
+            // hold of ops queued after the ones it was started for.
+            if matches!(op, Op::Mark(_) | Op::Clear(_)) && !self.slots.back().is_some_and(is_held) {
+                let epoch = self.hold_epoch;
+                ctx.run_later(HOLD, move |act, ctx| {
+                    if act.hold_epoch == epoch {
+                        act.hold_expired = Some(epoch);
+                        act.pump(ctx);
+                    }
                 });
             }
         }
@@ -219,6 +227,8 @@ impl ClusterLogActor {
                 *sent = false;
             }
         }
+        // What goes again goes at once: no hold has a clock running for it.
+        self.hold_expired = Some(self.hold_epoch);
     }
 
     /// Moves every request as far as it can go, in order, and schedules a retry if some
@@ -267,7 +277,7 @@ impl ClusterLogActor {
         if self.replica.as_ref().and_then(Replica::state).is_none() {
             return true;
         }
-        let held = if self.hold_tail {
+        let held = if self.hold_expired != Some(self.hold_epoch) {
             self.slots.iter().rev().take_while(|slot| is_held(slot)).count()
         } else {
             0
@@ -288,6 +298,7 @@ impl ClusterLogActor {
             return false;
         }
         self.multicasts += 1;
+        self.hold_epoch += 1;
         for (_, sent) in &mut going {
             **sent = true;
         }

@@ -277,8 +277,10 @@ impl ClusterLogActor {
         if self.replica.as_ref().and_then(Replica::state).is_none() {
             return true;
         }
+        // Reads behind the held ops send nothing and are answered past them (answer_front).
         let held = if self.hold_expired != Some(self.hold_epoch) {
-            self.slots.iter().rev().take_while(|slot| is_held(slot)).count()
+            let read = |slot: &Slot| matches!(slot.work, Work::Read(_));
+            self.slots.iter().rev().take_while(|slot| is_held(slot) || read(slot)).count()
         } else {
             0
         };

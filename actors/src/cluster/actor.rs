@@ -5,12 +5,16 @@
 //! A state-changing request becomes one [`Op`], multicast in agreed order; every member
 //! applies it at the same point, and this member answers its kernel when its own op comes
 //! back, except for MARK and CLEAR, answered as they are queued (`work::answers_ahead` says
-//! why that is safe). IS_CLEAN and IS_REMOTE_RECOVERING are ops too, read at their place in
-//! the total order, so no mark or recovery another host's kernel was told about is missed.
-//! IN_SYNC and GET_SYNC_COUNT are answered from the local replica (as cmirrord does), in
-//! their place behind this log's earlier requests. Requests wait, unanswered (the kernel resends after
-//! 15 s), while this member holds no state, has no quorum, or CPG pushes back
-//! (`CS_ERR_TRY_AGAIN`, retried, never a failure).
+//! why that is safe), and a FLUSH that owes nothing (`work::flush_owes_nothing`), answered
+//! with nothing sent. The MARKs and CLEARs wait, unsent, for what follows them (at most
+//! [`HOLD`]): a FLUSH takes its MARKs in, and all a member has to send goes in one message,
+//! so a mirror write costs one multicast. IS_CLEAN and IS_REMOTE_RECOVERING are ops too,
+//! read at their place in the total order, so no mark or recovery another host's kernel was
+//! told about is missed. IN_SYNC and GET_SYNC_COUNT are answered from the local replica (as
+//! cmirrord does), behind this log's earlier requests but past MARKs and CLEARs still on
+//! their way. Requests wait, unanswered (the kernel resends after 15 s), while this member
+//! holds no state, has no quorum, or CPG pushes back (`CS_ERR_TRY_AGAIN`, retried, never a
+//! failure).
 //!
 //! The log device of a clustered-disk log is the [`disk`] module's business.
 

@@ -101,29 +101,11 @@ fn main() {
     let threaded_dir = dir.path().join("threaded-echo");
     std::fs::create_dir(&threaded_dir).unwrap();
     let _threaded = Server::threaded_syncing_echo(&threaded_socket, &threaded_dir);
-    let threaded_clients: Vec<_> = (0..LOGS)
-        .map(|i| {
-            let client =
-                LoadClient::new(&dir.path().join(format!("t{i}.sock")), &threaded_socket).unwrap();
-            (client, uuid.clone(), luid)
-        })
-        .collect();
-    let threaded = in_threads(threaded_clients, seconds, |(mut client, uuid, luid), stop| {
-        flush_loop(&mut client, &uuid, luid, usize::MAX, Some(stop)).flush_count()
-    });
+    let threaded = many_clients_rate(dir.path(), "t", &threaded_socket, (&uuid, luid), seconds);
     println!("| 64 logs, FLUSHes answered per second | {:.0} (threaded syncing echo: a thread per log, pwrite+fdatasync) | {:.0} (dm-ulogd) | {:.2} | >= 0.8 |", threaded.rate, ours.rate, ours.rate / threaded.rate);
     println!("| 64 logs, FLUSHes per second against loops without a transport | {:.0} (64 pwrite+fdatasync loops) | {:.0} (dm-ulogd) | {:.2} | |", theirs.rate, ours.rate, ours.rate / theirs.rate);
     println!("| 64 logs, the whole machine's CPU time per commit, µs | {:.1} ({:.2} of {} cores busy) | {:.1} ({:.2} busy) | {:.2} | |", theirs.cpu_us_per_op(), theirs.busy_cores, cores(), ours.cpu_us_per_op(), ours.busy_cores, ours.cpu_us_per_op() / theirs.cpu_us_per_op());
-    let echo_clients: Vec<_> = (0..LOGS)
-        .map(|i| {
-            let client =
-                LoadClient::new(&dir.path().join(format!("e{i}.sock")), &echo_socket).unwrap();
-            (client, uuid.clone(), luid)
-        })
-        .collect();
-    let echoed = in_threads(echo_clients, seconds, |(mut client, uuid, luid), stop| {
-        flush_loop(&mut client, &uuid, luid, usize::MAX, Some(stop)).flush_count()
-    });
+    let echoed = many_clients_rate(dir.path(), "e", &echo_socket, (&uuid, luid), seconds);
     println!("| 64 logs, the same requests against the echo responder (no I/O), per second | {:.0} (64 pwrite+fdatasync loops) | {:.0} (echo; machine CPU {:.1} µs per commit's requests) | {:.2} | |", theirs.rate, echoed.rate, echoed.cpu_us_per_op(), echoed.rate / theirs.rate);
 
     // Bytes per commit of one region in a 1,000,000-region log.
@@ -138,6 +120,26 @@ fn main() {
     let kernel = 2 * image_size(RegionCount(1_000_000), 512);
     // wchar counts write(2) too: tokio's 8-byte eventfd wake-up rides along with each commit.
     println!("| bytes written per mirror write (a mark and a clear), 1,000,000 regions | {kernel} (kernel disk log, whole bitmap twice) | {per_write:.0} (dm-ulogd, all writes of the process) | {:.4} | two 512-byte blocks |", per_write / kernel as f64);
+}
+
+/// 64 clients (sockets `<prefix><i>.sock` in `dir`) looping mirror writes on one log at a
+/// responder's `socket` for `seconds`: how many FLUSHes it answered, and at what CPU cost.
+fn many_clients_rate(
+    dir: &Path,
+    prefix: &str,
+    socket: &Path,
+    (uuid, luid): (&Uuid, u64),
+    seconds: f64,
+) -> Throughput {
+    let clients: Vec<_> = (0..LOGS)
+        .map(|i| {
+            let client = LoadClient::new(&dir.join(format!("{prefix}{i}.sock")), socket).unwrap();
+            (client, uuid.clone(), luid)
+        })
+        .collect();
+    in_threads(clients, seconds, |(mut client, uuid, luid), stop| {
+        flush_loop(&mut client, &uuid, luid, usize::MAX, Some(stop)).flush_count()
+    })
 }
 
 /// The round trips of a [`flush_loop`], in µs.

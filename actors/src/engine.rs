@@ -1,11 +1,13 @@
 //! The engine as a host program sees it: start it on a transport inside an actix System,
-//! ask it to drain, and that is all.
+//! ask it to drain or to hand over to the next daemon, and that is all.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::handover::{CarriedLog, Manifest, SocketId};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::services::Services;
@@ -44,15 +46,31 @@ pub struct Engine {
     /// The socket actor's routing table, kept to observe and drain the logs.
     registry: Arc<Registry>,
     workers: Vec<Arbiter>,
+    /// The transport's socket and the state directory, for a handover.
+    socket_fd: Option<OwnedFd>,
+    state_dir: Option<Arc<StateDir>>,
+}
+
+/// Why a handover did not happen; the engine drained all the same.
+#[derive(Debug, thiserror::Error)]
+pub enum HandOverError {
+    #[error("no socket to hand over (an in-process transport)")]
+    NoSocket,
+    #[error("no usable state directory to keep the logs' state in")]
+    NoStateDir,
+    #[error("handover manifest not written: {0}")]
+    Manifest(#[source] std::io::Error),
 }
 
 impl Engine {
-    /// Starts serving `transport`. Must be called from within an actix System.
+    /// Starts serving `transport`. Must be called from within an actix System. If a previous
+    /// engine handed this very socket over, the logs it carried are taken back first.
     pub fn start(config: EngineConfig, transport: Transport) -> Engine {
         let workers: Vec<Arbiter> = (0..config.workers).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(|w| w.handle()).collect();
         let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
         let state_dir = config.state_dir.as_deref().and_then(open_state_dir);
+        let carried = handed_over(state_dir.as_deref(), transport.socket.as_ref());
         let services = Services {
             sink: transport.replies,
             metrics: Arc::new(Metrics::default()),
@@ -61,15 +79,17 @@ impl Engine {
         let registry = Arc::new(Registry::default());
         let socket = SocketActor::new(
             config,
-            state_dir,
+            state_dir.clone(),
             services.clone(),
             registry.clone(),
             transport.incoming,
+            carried,
             handles,
             stopped_tx,
         )
         .start();
-        Engine { socket, stopped, services, registry, workers }
+        let socket_fd = transport.socket;
+        Engine { socket, stopped, services, registry, workers, socket_fd, state_dir }
     }
 
     /// A handle that reports on the logs, for a status endpoint; it outlives nothing.
@@ -91,16 +111,73 @@ impl Engine {
         let _ = (&mut self.stopped).await;
     }
 
-    /// Stops taking requests, commits every disk log and stops every log actor.
+    /// Stops reading, answers everything read, commits every disk log and stops every log
+    /// actor. What the kernel sends meanwhile stays queued on the socket, which closes when
+    /// the engine is dropped.
     pub async fn drain(self) {
-        if self.socket.send(Drain).await.is_err() {
-            // The socket actor is gone already; its logs are drained directly.
-            for log in self.registry.drain() {
-                log.shutdown().await;
+        self.drain_logs().await;
+    }
+
+    /// Drains as [`Engine::drain`] does, then leaves the next daemon what it needs to serve
+    /// on without the kernel noticing ([`crate::handover`]): the manifest in the state
+    /// directory, and the socket, returned, to be passed on by descriptor.
+    pub async fn hand_over(mut self) -> Result<OwnedFd, HandOverError> {
+        let socket = self.socket_fd.take();
+        let state_dir = self.state_dir.clone();
+        let carried = self.drain_logs().await;
+        let socket = socket.ok_or(HandOverError::NoSocket)?;
+        let state_dir = state_dir.ok_or(HandOverError::NoStateDir)?;
+        let id = SocketId::of(socket.as_fd()).map_err(HandOverError::Manifest)?;
+        let manifest = Manifest { socket: id, logs: carried };
+        state_dir.write_handover(&manifest).map_err(HandOverError::Manifest)?;
+        tracing::info!(logs = manifest.logs.len(), "handover manifest written");
+        Ok(socket)
+    }
+
+    async fn drain_logs(&self) -> Vec<CarriedLog> {
+        let carried = match self.socket.send(Drain).await {
+            Ok(carried) => carried,
+            Err(_) => {
+                // The socket actor is gone already; its logs are drained directly.
+                let mut carried = Vec::new();
+                for log in self.registry.drain() {
+                    carried.extend(log.shutdown().await);
+                }
+                carried
             }
-        }
+        };
         for worker in &self.workers {
             worker.stop();
+        }
+        carried
+    }
+}
+
+/// The logs a previous engine handed over with `socket`, from the manifest in `state_dir`;
+/// a manifest for another socket (one that closed with a stopped service) is dropped.
+fn handed_over(state_dir: Option<&StateDir>, socket: Option<&OwnedFd>) -> Vec<CarriedLog> {
+    let Some(state_dir) = state_dir else { return Vec::new() };
+    let manifest = match state_dir.take_handover() {
+        Ok(Some(Ok(manifest))) => manifest,
+        Ok(None) => return Vec::new(),
+        Ok(Some(Err(error))) => {
+            tracing::warn!(%error, "handover ignored: the kernel will replay each log's CTR");
+            return Vec::new();
+        }
+        Err(error) => {
+            tracing::warn!(%error, "handover manifest unreadable: the kernel will replay each log's CTR");
+            return Vec::new();
+        }
+    };
+    let id = socket.map(|s| SocketId::of(s.as_fd()));
+    match id {
+        Some(Ok(id)) if id == manifest.socket => manifest.logs,
+        _ => {
+            tracing::info!(
+                logs = manifest.logs.len(),
+                "a handover manifest for another socket (closed since) dropped: the kernel replays each log's CTR"
+            );
+            Vec::new()
         }
     }
 }

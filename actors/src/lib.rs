@@ -12,6 +12,7 @@
 //! - [`store`]: the kernel's on-disk log format, the log device and its I/O thread, and the
 //!   commit rules every disk log follows;
 //! - [`shadow`]: each log's sync state in a runtime directory, to outlive a daemon crash;
+//! - [`handover`]: what one engine leaves the next for a restart the kernel does not notice;
 //! - [`transport`]: netlink connector, unix datagram socket or in-process channel;
 //! - [`cluster`]: the clustered log's replicated state and messages and, with the `cluster`
 //!   feature, corosync and the clustered log actor;
@@ -21,6 +22,7 @@
 //! - [`metrics`]: what the actors count for operators (requests, errors, latencies).
 
 pub mod cluster;
+pub mod handover;
 pub mod metrics;
 pub mod region;
 pub mod shadow;
@@ -40,7 +42,7 @@ mod services;
 mod socket_actor;
 mod status;
 
-pub use engine::{Engine, EngineConfig, Observer};
+pub use engine::{Engine, EngineConfig, HandOverError, Observer};
 pub use status::{ClusterStatus, LogStatus};
 
 #[cfg(feature = "sim")]

@@ -6,18 +6,21 @@
 //!
 //! With a state directory it also keeps the log's [`Shadow`]: each change of the sync state
 //! is journaled before the reply that makes the kernel rely on it, and a CTR by which the
-//! kernel reconnects takes the shadow back.
+//! kernel reconnects takes the shadow back. At the engine's shutdown it says how the next
+//! daemon takes it back without the kernel ([`crate::handover`]).
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::handover::{CarriedLog, Phase};
 use crate::log_core::{serve_log, LogCore, ServesLog, Tally};
 use crate::region::{LogKind, RegionLog, ResumeFrom};
 use crate::reply_to::ReplyTo;
 use crate::shadow::{Shadow, StateDir};
 use crate::store::Committer;
+use crate::transport::Peer;
 use crate::wire::{Errno, Reply, ReplyPayload, Request};
 
 mod disk;
@@ -44,6 +47,8 @@ pub(crate) struct LogActor {
     /// A reconnect's CTR took the shadow back: the next RESUME keeps its sync state, and its
     /// recovering set (the kernel may be copying those regions right now).
     restored: bool,
+    /// A RESUME came since the CTR.
+    resumed: bool,
     /// DTR or shutdown: stop once nothing is left to commit.
     closing: bool,
 }
@@ -61,6 +66,7 @@ impl LogActor {
             shadow,
             shadow_failing: false,
             restored: false,
+            resumed: false,
             closing: false,
         }
     }
@@ -91,6 +97,22 @@ impl LogActor {
         self.region.answer(request, (touched, journal))
     }
 
+    /// What the next daemon needs to take this log back: its CTR and phase, and the shadow,
+    /// without which a reconnected or resumed log cannot be carried (its sync state is there).
+    fn carried(&self) -> Option<CarriedLog> {
+        let phase = match (self.restored, self.resumed) {
+            (true, _) => Phase::Reconnected,
+            (false, true) => Phase::Resumed,
+            (false, false) => Phase::Constructed,
+        };
+        let shadow_current = self.shadow.is_some() && !self.shadow_failing;
+        (phase == Phase::Constructed || shadow_current).then(|| CarriedLog {
+            key: self.core.key.clone(),
+            ctr: self.ctr.clone(),
+            phase,
+        })
+    }
+
     fn stop_if_closing(&mut self, ctx: &mut Context<Self>) {
         if self.closing {
             ctx.stop();
@@ -110,14 +132,20 @@ impl ServesLog for LogActor {
     fn request(&mut self, request: Request, to: ReplyTo, ctx: &mut Context<Self>) {
         let is_disk = self.core.device.is_some();
         match &request {
-            Request::Ctr { reconnect, .. } => self.construct(to, *reconnect, ctx),
+            Request::Ctr { reconnect, .. } => {
+                self.core.quiet = to.peer == Peer::Engine;
+                self.construct(to, *reconnect, ctx);
+            }
             Request::Dtr => {
                 self.closing = true;
                 self.drop_shadow();
                 tracing::info!(uuid = %self.core.key.uuid, luid = self.core.key.luid, "log destroyed");
                 self.commit(Waiter::Kernel(to), ctx);
             }
-            Request::Resume if is_disk => self.resume_disk(to, ctx),
+            Request::Resume if is_disk => {
+                self.resumed = true;
+                self.resume_disk(to, ctx);
+            }
             Request::Flush(_) | Request::Postsuspend if is_disk => {
                 let answer = self.answer(&request);
                 self.journal();
@@ -134,6 +162,7 @@ impl ServesLog for LogActor {
                 }
             }
             Request::Resume => {
+                self.resumed = true;
                 self.region.resume(if std::mem::take(&mut self.restored) {
                     ResumeFrom::Reconnect { device: None }
                 } else {
@@ -150,9 +179,14 @@ impl ServesLog for LogActor {
         }
     }
 
-    fn shutdown(&mut self, done: oneshot::Sender<()>, ctx: &mut Context<Self>) {
+    fn shutdown(&mut self, done: oneshot::Sender<Option<CarriedLog>>, ctx: &mut Context<Self>) {
         self.closing = true;
-        self.commit(Waiter::Shutdown(done), ctx);
+        self.core.quiet = true;
+        if self.restored || self.resumed {
+            self.save_shadow_carried();
+        }
+        let carried = self.carried();
+        self.commit(Waiter::Shutdown(done, carried), ctx);
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::handover::CarriedLog;
 use crate::log_messages::{LogMessage, LogRequest};
 use crate::metrics::Metrics;
 use crate::region::LogArgs;
@@ -37,7 +38,22 @@ pub(crate) struct LogCore {
     pub device: Option<Committer>,
     /// The last refusal or failure, for the status report.
     last_error: Option<String>,
+    /// The log's start or stop is the engine's (a handover's take-back, a drain), which says
+    /// one line for all its logs: this log's own lifecycle lines are debug, not info.
+    pub quiet: bool,
 }
+
+/// A log's lifecycle line: info, or debug for a [`LogCore::quiet`] log.
+macro_rules! lifecycle {
+    ($quiet:expr, $($line:tt)+) => {
+        if $quiet {
+            ::tracing::debug!($($line)+)
+        } else {
+            ::tracing::info!($($line)+)
+        }
+    };
+}
+pub(crate) use lifecycle;
 
 /// A log's region counts, as its actor knows them, for the status report.
 pub(crate) struct Tally {
@@ -64,6 +80,7 @@ impl LogCore {
             claims,
             device,
             last_error: None,
+            quiet: false,
         }
     }
 
@@ -114,7 +131,7 @@ impl LogCore {
         A: Actor<Context = Context<A>>,
     {
         if self.respond_ok(to, reply) {
-            tracing::info!(uuid = %self.key.uuid, luid = self.key.luid, args = %self.args, "log created");
+            lifecycle!(self.quiet, uuid = %self.key.uuid, luid = self.key.luid, args = %self.args, "log created");
         } else {
             ctx.stop();
         }
@@ -182,8 +199,9 @@ pub(crate) trait ServesLog:
     }
     /// One of its kernel's requests, in arrival order (the status requests are the core's).
     fn request(&mut self, request: Request, to: ReplyTo, ctx: &mut Context<Self>);
-    /// Commit what is pending and stop, then say so on `done`.
-    fn shutdown(&mut self, done: oneshot::Sender<()>, ctx: &mut Context<Self>);
+    /// Commit what is pending and stop, then say so on `done`, with what the next daemon
+    /// needs to take the log back (`None` if it cannot).
+    fn shutdown(&mut self, done: oneshot::Sender<Option<CarriedLog>>, ctx: &mut Context<Self>);
 }
 
 /// The one handler of [`LogMessage`], for every kind of log actor.
@@ -232,7 +250,7 @@ macro_rules! serve_log {
 
             fn stopped(&mut self, _: &mut Self::Context) {
                 let key = &self.$core.key;
-                ::tracing::info!(uuid = %key.uuid, luid = key.luid, "log stopped");
+                $crate::log_core::lifecycle!(self.$core.quiet, uuid = %key.uuid, luid = key.luid, "log stopped");
             }
         }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::handover::CarriedLog;
 use crate::status::LogStatus;
 use crate::transport::Peer;
 use crate::wire::{Request, RequestHeader};
@@ -29,8 +30,9 @@ pub(crate) struct LogRequest {
 #[rtype(result = "()")]
 pub(crate) enum LogMessage {
     Request(LogRequest),
-    /// Commit what is pending, then stop; the sender is told when that is done.
-    Shutdown(oneshot::Sender<()>),
+    /// Commit what is pending, then stop; the sender is told when that is done, and what the
+    /// next daemon needs to take the log back without the kernel (`None`: it cannot).
+    Shutdown(oneshot::Sender<Option<CarriedLog>>),
     /// Report this log's state.
     Describe(oneshot::Sender<LogStatus>),
     /// A newer CTR took this log's key: stop at once.
@@ -57,14 +59,13 @@ impl LogHandle {
         self.0.do_send(LogMessage::Retire);
     }
 
-    /// Asks the log to commit and stop; resolves when it has (or is gone).
-    pub(crate) fn shutdown(&self) -> impl std::future::Future<Output = ()> {
+    /// Asks the log to commit and stop; resolves when it has (or is gone), with what the
+    /// next daemon needs to take it back.
+    pub(crate) fn shutdown(&self) -> impl std::future::Future<Output = Option<CarriedLog>> {
         let (done, stopped) = oneshot::channel();
         self.0.do_send(LogMessage::Shutdown(done));
-        async move {
-            // An actor that stopped without answering has nothing left to commit.
-            let _ = stopped.await;
-        }
+        // An actor that stopped without answering has nothing left to commit, nor to carry.
+        async move { stopped.await.ok().flatten() }
     }
 
     /// The log's state; `None` if it stopped meanwhile.

@@ -40,8 +40,11 @@ impl ReplyTo {
         reply: &Reply,
     ) -> Result<(), String> {
         let sent = fitted(reply, self.capacity).map(drop);
-        // Counted first, so that whoever has the reply finds it counted.
-        metrics.answered(self.header.kind(), sent.err(), self.received);
+        // Counted first, so that whoever has the reply finds it counted; the engine's own
+        // requests (a handover's) are no one's.
+        if self.peer != Peer::Engine {
+            metrics.answered(self.header.kind(), sent.err(), self.received);
+        }
         sink.reply(&self.peer, &self.header, self.capacity, reply);
         let Err(errno) = sent else { return Ok(()) };
         tracing::warn!(

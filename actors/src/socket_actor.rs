@@ -6,7 +6,12 @@
 //! frame without a readable request header gets the zero-length EAGAIN ack (the kernel
 //! resends), a bad payload gets `-EINVAL`, a request for an unknown log `-ESRCH` (which makes
 //! the kernel replay CTR and RESUME after a daemon restart).
+//!
+//! At its start it first takes back the logs a previous daemon handed over, with the CTR and
+//! RESUME the kernel would have replayed ([`crate::handover`]); at a drain it stops reading,
+//! routes every datagram it has read, and collects what each log hands the next daemon.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +20,7 @@ use actix::prelude::*;
 #[cfg(feature = "cluster")]
 use crate::cluster::ClusterLogActor;
 use crate::cluster::Corosync;
+use crate::handover::{CarriedLog, Phase};
 use crate::log_actor::LogActor;
 use crate::log_core::LogCore;
 use crate::log_messages::{LogHandle, LogRequest};
@@ -47,22 +53,32 @@ pub(crate) struct SocketActor {
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
     incoming: Option<Incoming>,
-    receiving: Option<SpawnHandle>,
+    /// Ends the incoming stream once what it has read is routed.
+    stop_receiving: Arc<AtomicBool>,
+    /// Logs a previous daemon handed over, taken back when this actor starts.
+    carried: Vec<CarriedLog>,
+    /// A drain's requester, told what the logs carry once they have stopped.
+    drained: Option<tokio::sync::oneshot::Sender<Vec<CarriedLog>>>,
     /// Told when this actor stops: the transport closed or the engine drained.
     stopped: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl SocketActor {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         config: EngineConfig,
         state_dir: Option<Arc<StateDir>>,
         services: Services,
         registry: Arc<Registry>,
         incoming: Incoming,
+        carried: Vec<CarriedLog>,
         workers: Vec<ArbiterHandle>,
         stopped: tokio::sync::oneshot::Sender<()>,
     ) -> SocketActor {
         SocketActor {
+            stop_receiving: incoming.stop_switch(),
+            carried,
+            drained: None,
             quorum: crate::cluster::connect(config.corosync),
             config,
             services,
@@ -71,7 +87,6 @@ impl SocketActor {
             workers,
             next_worker: 0,
             incoming: Some(incoming),
-            receiving: None,
             stopped: Some(stopped),
         }
     }
@@ -112,6 +127,52 @@ impl SocketActor {
                 }
             }
         }
+    }
+
+    /// Takes back the logs a previous daemon handed over: each gets the CTR (a reconnect's,
+    /// if the kernel had resumed it) and, if it had been resumed, the RESUME that the kernel
+    /// would have replayed, in that order and before anything the kernel sends now.
+    fn take_over(&mut self, carried: Vec<CarriedLog>) {
+        let count = carried.len();
+        for CarriedLog { key, ctr, phase } in carried {
+            let args = match ctr.parse::<LogArgs>() {
+                Ok(args) => args,
+                Err(error) => {
+                    tracing::warn!(uuid = %key.uuid, luid = key.luid, %error, "handed-over log not taken back: the kernel will replay its CTR");
+                    continue;
+                }
+            };
+            let ctr = Request::Ctr { args: ctr, reconnect: phase != Phase::Constructed };
+            let made = |request: Request| {
+                let header = RequestHeader::current(&request, key.uuid.clone(), key.luid, 0);
+                LogRequest { header, request, peer: Peer::Engine, received: Instant::now() }
+            };
+            self.create(made(ctr), args);
+            if phase == Phase::Resumed {
+                // Just registered above, unless the CTR was refused (then the kernel's next
+                // request finds no log, and it replays the CTR itself).
+                let _ = self.registry.send(&key, made(Request::Resume));
+            }
+        }
+        if count > 0 {
+            tracing::info!(logs = count, "logs handed over by the previous daemon taken back");
+        }
+    }
+
+    /// Stops every log, then tells the drain's requester what they carry.
+    fn stop_logs(&mut self, ctx: &mut Context<Self>) {
+        let stopping: Vec<_> = self.registry.drain().iter().map(LogHandle::shutdown).collect();
+        let Some(drained) = self.drained.take() else { return };
+        ctx.spawn(
+            async move {
+                let mut carried = Vec::new();
+                for stopped in stopping {
+                    carried.extend(stopped.await);
+                }
+                let _ = drained.send(carried);
+            }
+            .into_actor(self),
+        );
     }
 
     /// CTR: a new log actor on the next worker; one already under this key is replaced.
@@ -198,8 +259,10 @@ impl Actor for SocketActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        let carried = std::mem::take(&mut self.carried);
+        self.take_over(carried);
         if let Some(incoming) = self.incoming.take() {
-            self.receiving = Some(ctx.add_stream(incoming));
+            ctx.add_stream(incoming);
         }
     }
 
@@ -216,28 +279,32 @@ impl StreamHandler<Datagram> for SocketActor {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.drained.is_some() {
+            // Everything read is routed: the logs answer it before they stop.
+            return self.stop_logs(ctx);
+        }
         tracing::error!("transport closed");
         ctx.stop();
     }
 }
 
-/// Stop taking requests, commit every disk log, stop every log actor.
+/// Stop reading, answer everything read, commit every disk log and stop every log actor;
+/// the answer is what the logs carry to a next daemon.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<CarriedLog>")]
 pub(crate) struct Drain;
 
 impl Handler<Drain> for SocketActor {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<Vec<CarriedLog>>;
 
     fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(receiving) = self.receiving.take() {
-            ctx.cancel_future(receiving);
+        let (drained, carried) = tokio::sync::oneshot::channel();
+        self.drained = Some(drained);
+        if self.stop_receiving.swap(true, Ordering::Relaxed) {
+            // The stream ended already (a second drain): the logs are stopped at once.
+            self.stop_logs(ctx);
         }
-        let stopping: Vec<_> = self.registry.drain().iter().map(LogHandle::shutdown).collect();
-        Box::pin(async move {
-            for stopped in stopping {
-                stopped.await;
-            }
-        })
+        // Otherwise the stream yields what it holds and ends: `finished` stops the logs.
+        Box::pin(async move { carried.await.unwrap_or_default() })
     }
 }

@@ -10,28 +10,15 @@ use dm_ulog_actors::shadow::format::{replay, snapshot, Owner};
 use dm_ulog_actors::wire::{LogKey, Uuid};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../common/records.rs"]
+mod records;
+
+use records::fix_checksums;
+
 /// The owner the seeds were written for (fuzz/examples/make_seeds.rs).
 const UUID: &str = "LVM-fuzz-shadow";
 const LUID: u64 = 7;
 const CTR: &str = "512 disk /dev/ram2 8";
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
-}
-
-/// Rewrites the checksum of every record whose length field fits in the file.
-fn fix_checksums(file: &mut [u8]) {
-    let mut at = 0;
-    while let Some(len) = file.get(at..at + 4) {
-        let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
-        let Some(payload) = file.get(at + 12..).and_then(|rest| rest.get(..len)) else { return };
-        let sum = fnv1a(payload).to_le_bytes();
-        file[at + 4..at + 12].copy_from_slice(&sum);
-        at += 12 + len;
-    }
-}
 
 fuzz_target!(|input: &[u8]| {
     let Some((head, rest)) = input.split_first_chunk::<5>() else { return };

@@ -31,6 +31,7 @@ use super::quorum::Quorum;
 use super::replica::{Effect, Replica};
 use super::state::{ClusterState, Op};
 use crate::fnv::fnv1a;
+use crate::handover::CarriedLog;
 use crate::log_core::{serve_log, LogCore, ServesLog, Tally};
 use crate::reply_to::ReplyTo;
 use crate::status::ClusterStatus;
@@ -517,10 +518,13 @@ impl ServesLog for ClusterLogActor {
     }
 
     /// The daemon stops: the group carries on without this member, which the others see
-    /// leave; nothing here needs committing (the writer's device is always committed).
-    fn shutdown(&mut self, done: oneshot::Sender<()>, ctx: &mut Context<Self>) {
+    /// leave; nothing here needs committing (the writer's device is always committed). Its
+    /// state is the group's and its membership ends here, so the log is not carried to a
+    /// next daemon: the kernel's reconnect rejoins it ([`crate::handover`]).
+    fn shutdown(&mut self, done: oneshot::Sender<Option<CarriedLog>>, ctx: &mut Context<Self>) {
+        self.core.quiet = true;
         self.leave(ctx, false);
-        let _ = done.send(());
+        let _ = done.send(None);
         ctx.stop();
     }
 }

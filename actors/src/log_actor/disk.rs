@@ -14,6 +14,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::LogActor;
+use crate::handover::CarriedLog;
+use crate::log_core::lifecycle;
 use crate::metrics::Metrics;
 use crate::region::{ResumeFrom, SyncMode};
 use crate::reply_to::ReplyTo;
@@ -27,7 +29,8 @@ use crate::wire::{LogKey, Reply, ReplyPayload};
 /// Someone waiting for a commit to be durable.
 pub(super) enum Waiter {
     Kernel(ReplyTo),
-    Shutdown(oneshot::Sender<()>),
+    /// The engine's shutdown, and what the log hands the next daemon.
+    Shutdown(oneshot::Sender<Option<CarriedLog>>, Option<CarriedLog>),
 }
 
 /// What a commit's I/O thread needs to answer its waiters once the commit is durable.
@@ -44,7 +47,7 @@ impl Answerer {
                 // An empty reply always fits.
                 let _ = to.send(&self.sink, &self.metrics, &self.key, &Ok(ReplyPayload::Empty));
             }
-            Waiter::Shutdown(done) => drop(done.send(())),
+            Waiter::Shutdown(done, carried) => drop(done.send(carried)),
         }
     }
 }
@@ -68,7 +71,7 @@ impl LogActor {
     fn release(&mut self, waiter: Waiter, reply: Reply) {
         match waiter {
             Waiter::Kernel(to) => self.core.respond(&to, reply),
-            Waiter::Shutdown(done) => drop(done.send(())),
+            Waiter::Shutdown(done, carried) => drop(done.send(carried)),
         }
     }
 
@@ -103,7 +106,7 @@ impl LogActor {
             };
             act.region.resume(from);
             act.save_shadow();
-            tracing::info!(%uuid, luid, dirty = act.region.dirty_count(), in_sync = act.region.sync_count(), "log resumed");
+            lifecycle!(act.core.quiet, %uuid, luid, dirty = act.region.dirty_count(), in_sync = act.region.sync_count(), "log resumed");
             let Some(device) = act.core.device.as_mut() else { return };
             device.keep_header(loaded.header_block);
             let whole = device.whole(&act.region.unclean());

@@ -3,6 +3,7 @@
 //! keeps, and removed at DTR. A write that fails removes it (the shadow sees to that), and
 //! the next change writes it afresh; the failure is counted, and said once until then.
 
+use crate::log_core::lifecycle;
 use crate::shadow::Owner;
 
 use super::LogActor;
@@ -34,7 +35,8 @@ impl LogActor {
                 }
                 self.region.restore(replayed.sets);
                 self.restored = true;
-                tracing::info!(
+                lifecycle!(
+                    self.core.quiet,
                     %uuid, luid, in_sync = self.region.sync_count(),
                     recovering = self.region.recovering_count(),
                     "sync state taken back from the shadow"
@@ -44,6 +46,15 @@ impl LogActor {
                 %uuid, luid, %error, "shadow ignored: the log starts from its own state"
             ),
         }
+    }
+
+    /// At the engine's shutdown: a snapshot with a core log's marks too, which a next daemon
+    /// taking the log over needs ([`crate::handover`]), and a reconnect may take back.
+    pub(super) fn save_shadow_carried(&mut self) {
+        let Some(shadow) = &mut self.shadow else { return };
+        let saved =
+            shadow.save_carried(Owner { key: &self.core.key, ctr: &self.ctr }, &self.region);
+        self.shadow_written(saved);
     }
 
     /// Rewrites the shadow as one snapshot of the whole state (at RESUME).

@@ -68,8 +68,9 @@ pub enum ResumeFrom<'a> {
 pub struct ShadowSets {
     pub out_of_sync: RoaringBitmap,
     pub recovering: RoaringBitmap,
-    /// A disk log's dirty regions (a core log's marks matter to nobody after a reconnect:
-    /// the kernel's region hash knows what it marked and clears it).
+    /// A disk log's dirty regions. A core log's marks matter to nobody after a reconnect
+    /// (the kernel's region hash knows what it marked and clears it), so its journal leaves
+    /// them out; but a handover, which the kernel does not see, carries them too.
     pub dirty: RoaringBitmap,
 }
 
@@ -96,6 +97,11 @@ impl RegionLog {
             recovering: self.recovering.clone(),
             dirty: if self.disk { self.dirty.clone() } else { RoaringBitmap::new() },
         }
+    }
+
+    /// What a handover's snapshot holds: the marks of a core log too.
+    pub fn carried_sets(&self) -> ShadowSets {
+        ShadowSets { dirty: self.dirty.clone(), ..self.shadow_sets() }
     }
 
     /// Takes the state a shadow kept across a daemon crash: the kernel's view of this log.

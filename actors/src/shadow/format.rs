@@ -179,7 +179,7 @@ fn apply(payload: &[u8], sets: &mut ShadowSets, region_count: u32) -> Option<()>
 }
 
 /// Appends one record to `out`: its length and checksum, then the payload `write` appends.
-fn push_record(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn push_record(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME]);
     write(out);
@@ -191,7 +191,7 @@ fn push_record(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
 }
 
 /// The payloads of intact records, in order; `None` at the first one that is not.
-struct Records<'a>(&'a [u8]);
+pub(crate) struct Records<'a>(pub &'a [u8]);
 
 impl<'a> Iterator for Records<'a> {
     type Item = &'a [u8];
@@ -210,10 +210,10 @@ impl<'a> Iterator for Records<'a> {
 }
 
 /// Little-endian reads off the front of a byte slice.
-struct Cursor<'a>(&'a [u8]);
+pub(crate) struct Cursor<'a>(pub &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -222,15 +222,15 @@ impl<'a> Cursor<'a> {
         Some(head)
     }
 
-    fn u16(&mut self) -> Option<u16> {
+    pub(crate) fn u16(&mut self) -> Option<u16> {
         self.take(2).map(|b| u16::from_le_bytes(b.try_into().expect("2 bytes")))
     }
 
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         self.take(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
 
-    fn u64(&mut self) -> Option<u64> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
         self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 }

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::fnv::fnv1a;
-use crate::region::{Change, RegionLog};
+use crate::region::{Change, RegionLog, ShadowSets};
 use crate::wire::LogKey;
 use dir::{c_path, OpenSlot};
 pub use dir::{StateDir, StateDirError};
@@ -115,8 +115,18 @@ impl Shadow {
     /// Writes the log's whole kept state as a new file (written aside, then renamed over).
     /// On failure the file is removed: a stale shadow must not be found by the next daemon.
     pub fn save(&mut self, owner: Owner<'_>, log: &RegionLog) -> io::Result<()> {
+        self.save_sets(owner, &log.shadow_sets())
+    }
+
+    /// As [`Shadow::save`], with a core log's marks too: for the next daemon of a handover
+    /// ([`crate::handover`]), whom the kernel will ask about them without a reconnect.
+    pub fn save_carried(&mut self, owner: Owner<'_>, log: &RegionLog) -> io::Result<()> {
+        self.save_sets(owner, &log.carried_sets())
+    }
+
+    fn save_sets(&mut self, owner: Owner<'_>, sets: &ShadowSets) -> io::Result<()> {
         self.pending.clear();
-        self.write_snapshot(owner, log).inspect_err(|_| self.remove_after_failure())
+        self.write_snapshot(owner, sets).inspect_err(|_| self.remove_after_failure())
     }
 
     /// Where the log reports the changes this shadow is to journal (its
@@ -136,8 +146,8 @@ impl Shadow {
         self.append(owner, log, &changes)
     }
 
-    fn write_snapshot(&mut self, owner: Owner<'_>, log: &RegionLog) -> io::Result<()> {
-        let bytes = format::snapshot(owner, &log.shadow_sets());
+    fn write_snapshot(&mut self, owner: Owner<'_>, sets: &ShadowSets) -> io::Result<()> {
+        let bytes = format::snapshot(owner, sets);
         // The open journal's descriptor goes first: it may be the one the new file needs.
         let slot = match std::mem::replace(&mut self.journal, Journal::Missing) {
             Journal::Open(_, slot) => Some(slot),

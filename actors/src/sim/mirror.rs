@@ -80,7 +80,7 @@ impl SimLog {
         self.region_count
     }
 
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         self.table.uuid.clone()
     }
 

@@ -35,6 +35,7 @@ pub fn channel_pair() -> (Transport, ChannelClient) {
     let transport = Transport {
         incoming: Incoming::new(Source::Channel(request_rx)),
         replies: ReplySink::new(SinkKind::Channel(reply_tx), Default::default()),
+        socket: None,
     };
     (transport, ChannelClient { requests: request_tx, replies: reply_rx })
 }

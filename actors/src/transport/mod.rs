@@ -14,9 +14,10 @@ mod private_socket;
 mod unix;
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -44,6 +45,9 @@ pub enum Peer {
     Unix(Arc<Path>),
     /// The other end of an in-process channel.
     Channel,
+    /// The engine itself: the CTR and RESUME it makes to take a handed-over log back, whose
+    /// answers go nowhere.
+    Engine,
 }
 
 /// One received datagram, decoded where it was received (in the receive batch's buffer),
@@ -78,6 +82,9 @@ impl Datagram {
 pub struct Transport {
     pub incoming: Incoming,
     pub replies: ReplySink,
+    /// The socket the kernel (or a client) sends to, duplicated, so that it can be handed to
+    /// the next daemon ([`crate::handover`]); `None` for the in-process channel.
+    pub socket: Option<OwnedFd>,
 }
 
 impl Transport {
@@ -91,11 +98,63 @@ impl Transport {
     pub fn unix(path: &Path) -> io::Result<Transport> {
         unix::bind(path)
     }
+
+    /// The transport a previous daemon handed over: `socket` must be a netlink connector
+    /// socket (its membership of the group stands) or a bound unix datagram socket, and is
+    /// checked for being one before it is used.
+    pub fn inherit(socket: OwnedFd) -> io::Result<Transport> {
+        let option = |name| sockopt(&socket, name);
+        let (domain, kind) = (option(libc::SO_DOMAIN)?, option(libc::SO_TYPE)?);
+        let protocol = option(libc::SO_PROTOCOL)?;
+        match (domain, kind) {
+            (libc::AF_NETLINK, libc::SOCK_DGRAM)
+                if protocol == netlink_sys::protocols::NETLINK_CONNECTOR as i32 =>
+            {
+                netlink::inherit(socket)
+            }
+            (libc::AF_UNIX, libc::SOCK_DGRAM) => unix::inherit(socket),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the inherited descriptor is no netlink connector or unix datagram socket \
+                     (domain {domain}, type {kind}, protocol {protocol})"
+                ),
+            )),
+        }
+    }
+}
+
+/// An integer socket option of `socket`.
+fn sockopt(socket: &OwnedFd, name: libc::c_int) -> io::Result<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt(2) writes at most `len` bytes to `value`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
+/// A duplicate of `socket` (close-on-exec), kept for a handover.
+fn duplicate(socket: &impl AsFd) -> io::Result<OwnedFd> {
+    socket.as_fd().try_clone_to_owned()
 }
 
 /// The datagrams arriving on a transport.
 pub struct Incoming {
     source: Source,
+    /// Set to stop receiving: the stream yields what it has received already, then ends.
+    stopping: Arc<AtomicBool>,
 }
 
 enum Source {
@@ -106,7 +165,13 @@ enum Source {
 
 impl Incoming {
     fn new(source: Source) -> Incoming {
-        Incoming { source }
+        Incoming { source, stopping: Arc::default() }
+    }
+
+    /// A switch that ends the stream once it has yielded every datagram it has taken from
+    /// the socket, so that none is lost with it; what the socket still queues stays there.
+    pub(crate) fn stop_switch(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
     }
 }
 
@@ -115,9 +180,13 @@ impl Stream for Incoming {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Datagram>> {
         let this = self.get_mut();
+        let stopping = this.stopping.load(Ordering::Relaxed);
         match &mut this.source {
-            Source::Netlink(socket, batch) => netlink::poll_recv(socket, batch, cx),
-            Source::Unix(socket, batch, senders) => unix::poll_recv(socket, batch, senders, cx),
+            Source::Netlink(socket, batch) => netlink::poll_recv(socket, batch, stopping, cx),
+            Source::Unix(socket, batch, senders) => {
+                unix::poll_recv(socket, batch, senders, stopping, cx)
+            }
+            Source::Channel(_) if stopping => Poll::Ready(None),
             Source::Channel(rx) => rx
                 .poll_recv(cx)
                 .map(|bytes| bytes.map(|bytes| Datagram::decode(&bytes, Peer::Channel))),
@@ -181,6 +250,7 @@ impl ReplySink {
 
     fn send(&self, peer: &Peer, frame: &[u8]) {
         let result = match (&self.0.kind, peer) {
+            (_, Peer::Engine) => Ok(()),
             (SinkKind::Netlink(socket), Peer::Kernel) => netlink::send(socket, frame),
             (SinkKind::Unix(sender), Peer::Unix(path)) => sender.send(path, frame),
             (SinkKind::Channel(tx), Peer::Channel) => {

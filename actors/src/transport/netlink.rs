@@ -5,6 +5,7 @@
 //! datagrams from port 0, the kernel, are taken; replies go unicast to port 0.
 
 use std::io;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -22,7 +23,18 @@ pub(super) fn open() -> io::Result<Transport> {
     let mut socket = netlink_sys::Socket::new(NETLINK_CONNECTOR)?;
     socket.bind(&SocketAddr::new(0, 0))?;
     socket.add_membership(CN_IDX_DM)?;
+    serve(socket)
+}
+
+/// A socket a previous daemon opened and joined to the group, handed over.
+pub(super) fn inherit(socket: OwnedFd) -> io::Result<Transport> {
+    // SAFETY: `socket` is an owned netlink socket (checked by the caller), now the Socket's.
+    serve(unsafe { netlink_sys::Socket::from_raw_fd(socket.into_raw_fd()) })
+}
+
+fn serve(socket: netlink_sys::Socket) -> io::Result<Transport> {
     socket.set_non_blocking(true)?;
+    let kept = super::duplicate(&socket)?;
     // SAFETY: the Socket owns its file descriptor and returns the same one until dropped,
     // and the AsyncFd owns the Socket.
     let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
@@ -30,12 +42,15 @@ pub(super) fn open() -> io::Result<Transport> {
     Ok(Transport {
         incoming: Incoming::new(Source::Netlink(socket.clone(), Batch::new())),
         replies: ReplySink::new(SinkKind::Netlink(socket), Default::default()),
+        socket: Some(kept),
     })
 }
 
+/// The next datagram from the kernel; once `stopping`, only those already received.
 pub(super) fn poll_recv(
     socket: &Socket,
     batch: &mut Batch,
+    stopping: bool,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Datagram>> {
     loop {
@@ -47,6 +62,9 @@ pub(super) fn poll_recv(
                 return Poll::Ready(Some(Datagram::decode(received.bytes, Peer::Kernel)));
             }
             tracing::warn!(port = sender.nl_pid, "datagram not from the kernel dropped");
+        }
+        if stopping {
+            return Poll::Ready(None);
         }
         match ready!(batch.poll_receive(socket, cx)) {
             Ok(()) => {}

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -36,8 +37,17 @@ const MAX_WAITING: usize = 4096;
 pub(super) type Socket = AsyncFd<std::os::unix::net::UnixDatagram>;
 
 pub(super) fn bind(path: &Path) -> io::Result<Transport> {
-    let socket = super::bind_private(path, |p| std::os::unix::net::UnixDatagram::bind(p))?;
+    serve(super::bind_private(path, |p| std::os::unix::net::UnixDatagram::bind(p))?)
+}
+
+/// A bound socket a previous daemon handed over.
+pub(super) fn inherit(socket: OwnedFd) -> io::Result<Transport> {
+    serve(UnixDatagram::from(socket))
+}
+
+fn serve(socket: UnixDatagram) -> io::Result<Transport> {
     socket.set_nonblocking(true)?;
+    let kept = super::duplicate(&socket)?;
     // SAFETY: the socket owns its file descriptor until dropped, and the AsyncFd owns it.
     let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
     let unsent = Arc::new(AtomicU64::new(0));
@@ -45,6 +55,7 @@ pub(super) fn bind(path: &Path) -> io::Result<Transport> {
     Ok(Transport {
         incoming: Incoming::new(Source::Unix(socket, Batch::new(), LastSender::default())),
         replies: ReplySink::new(SinkKind::Unix(sender), unsent),
+        socket: Some(kept),
     })
 }
 
@@ -78,6 +89,7 @@ pub(super) fn poll_recv(
     socket: &Socket,
     batch: &mut Batch,
     senders: &mut LastSender,
+    stopping: bool,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Datagram>> {
     loop {
@@ -90,6 +102,9 @@ pub(super) fn poll_recv(
                     tracing::warn!("datagram from an unbound unix socket dropped: no reply address")
                 }
             }
+        }
+        if stopping {
+            return Poll::Ready(None);
         }
         if let Err(error) = ready!(batch.poll_receive(socket, cx)) {
             tracing::error!(%error, "unix socket failed");

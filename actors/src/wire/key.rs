@@ -12,7 +12,11 @@ pub struct Uuid([u8; DM_UUID_LEN]);
 impl Uuid {
     /// A uuid from text; `None` when it does not fit the field or holds a NUL.
     pub fn new(text: &str) -> Option<Uuid> {
-        let bytes = text.as_bytes();
+        Uuid::from_bytes(text.as_bytes())
+    }
+
+    /// A uuid from its bytes, which need not be UTF-8; `None` as for [`Uuid::new`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Uuid> {
         if bytes.len() >= DM_UUID_LEN || bytes.contains(&0) {
             return None;
         }

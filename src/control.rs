@@ -1,5 +1,8 @@
 //! The control socket: a root-only unix stream socket on which `dm-ulogd status` asks the
-//! running daemon for a snapshot of its logs. One line in (`status`), JSON out, then close.
+//! running daemon for a snapshot of its logs, and `dm-ulogd upgrade` asks it to execute its
+//! binary again without the kernel noticing ([`crate::restart`]). One line in (`status`,
+//! JSON out; `upgrade`, `handing over` out, then the connection closes with the exec, or
+//! `failed: <why>` if the daemon serves on as it was), then close.
 //!
 //! Nothing a client does may take the socket away from the next one: at most
 //! [`MAX_CLIENTS`] are connected at once (more are closed at once), a client has
@@ -16,6 +19,8 @@ use std::time::Duration;
 
 use dm_ulog_actors::transport::bind_private;
 use dm_ulog_actors::{LogStatus, Observer};
+
+use crate::daemon::Observers;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
@@ -42,7 +47,16 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 }
 
 /// Answers requests for as long as the daemon runs.
-pub async fn serve(listener: UnixListener, observer: Observer) {
+/// An upgrade asked on the control socket; the daemon answers only if it failed (a
+/// successful exec closes the connection).
+pub type UpgradeAsked = tokio::sync::oneshot::Sender<String>;
+
+/// Answers requests for as long as the daemon runs; upgrades go to `upgrades`.
+pub async fn serve(
+    listener: UnixListener,
+    observers: Observers,
+    upgrades: tokio::sync::mpsc::Sender<UpgradeAsked>,
+) {
     let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
     let answering = Arc::new(Semaphore::new(MAX_ANSWERING));
     let mut failing = false;
@@ -62,17 +76,22 @@ pub async fn serve(listener: UnixListener, observer: Observer) {
         }
         // Over the limit the connection is closed unanswered: the client sees it at once.
         let Ok(permit) = clients.clone().try_acquire_owned() else { continue };
-        let (observer, answering) = (observer.clone(), answering.clone());
+        let (observer, answering) = (observers.borrow().clone(), answering.clone());
+        let upgrades = upgrades.clone();
         actix::spawn(async move {
             let _permit = permit;
-            let answered = answer(stream, &observer, &answering);
-            let _ = tokio::time::timeout(ANSWER_TIMEOUT, answered).await;
+            let _ = answer(stream, &observer, &answering, &upgrades).await;
         });
     }
 }
 
 /// Reads the client's line and writes its answer.
-async fn answer(stream: UnixStream, observer: &Observer, answering: &Semaphore) -> io::Result<()> {
+async fn answer(
+    stream: UnixStream,
+    observer: &Observer,
+    answering: &Semaphore,
+    upgrades: &tokio::sync::mpsc::Sender<UpgradeAsked>,
+) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(64));
@@ -82,12 +101,29 @@ async fn answer(stream: UnixStream, observer: &Observer, answering: &Semaphore) 
     };
     match line.trim() {
         "status" => {
-            let _answering = answering.acquire().await.map_err(io::Error::other)?;
-            write_status(&mut write, &observer.status().await).await
+            let answered = async {
+                let _answering = answering.acquire().await.map_err(io::Error::other)?;
+                write_status(&mut write, &observer.status().await).await
+            };
+            tokio::time::timeout(ANSWER_TIMEOUT, answered).await.unwrap_or(Ok(()))
+        }
+        "upgrade" => {
+            let (asked, failed) = tokio::sync::oneshot::channel();
+            if upgrades.try_send(asked).is_err() {
+                return write.write_all(b"failed: an upgrade is under way already\n").await;
+            }
+            write.write_all(b"handing over\n").await?;
+            // Answered only if the daemon serves on as it was; the exec closes this socket.
+            if let Ok(why) = failed.await {
+                write.write_all(format!("failed: {why}\n").as_bytes()).await?;
+            }
+            Ok(())
         }
         other => {
             let error = serde_json::json!({ "error": format!("unknown command {other:?}") });
-            write.write_all(error.to_string().as_bytes()).await
+            let error = error.to_string();
+            let answered = write.write_all(error.as_bytes());
+            tokio::time::timeout(ANSWER_TIMEOUT, answered).await.unwrap_or(Ok(()))
         }
     }
 }
@@ -107,6 +143,43 @@ async fn write_status(write: &mut OwnedWriteHalf, logs: &[LogStatus]) -> io::Res
     buffer.push(b']');
     write.write_all(&buffer).await
 }
+
+/// Asks the daemon listening at `path` to upgrade: it executes its binary again (a new
+/// version installed in its place) and serves on, the kernel's socket and every log carried
+/// over. Waits until the new instance answers `status`.
+pub fn upgrade(path: &Path) -> Result<(), String> {
+    let unreachable =
+        |e: io::Error| format!("control socket {}: {e} (is dm-ulogd running?)", path.display());
+    let before = query(path)?.len();
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(unreachable)?;
+    stream.write_all(b"upgrade\n").map_err(unreachable)?;
+    // The answer ends when the exec closes the socket, or with the reason it failed.
+    let mut answer = String::new();
+    stream.set_read_timeout(Some(UPGRADE_TIMEOUT)).map_err(unreachable)?;
+    stream.read_to_string(&mut answer).map_err(unreachable)?;
+    if let Some(why) = answer.lines().find_map(|l| l.strip_prefix("failed: ")) {
+        return Err(format!("not upgraded: {why}"));
+    }
+    if !answer.starts_with("handing over") {
+        return Err(format!("unexpected answer from the daemon: {answer:?}"));
+    }
+    let deadline = std::time::Instant::now() + UPGRADE_TIMEOUT;
+    loop {
+        match query(path) {
+            Ok(logs) => {
+                println!("upgraded: serving {} logs (before: {before})", logs.len());
+                return Ok(());
+            }
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => return Err(format!("the upgraded daemon does not answer: {error}")),
+        }
+    }
+}
+
+/// How long an upgrade may take before `dm-ulogd upgrade` gives up waiting on it.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Asks the daemon listening at `path` for the status of its logs.
 pub fn query(path: &Path) -> Result<Vec<LogStatus>, String> {

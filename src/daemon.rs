@@ -1,6 +1,11 @@
 //! `dm-ulogd` (run): serve the configured transport in the foreground until SIGTERM (or any
-//! other terminating signal), then stop taking requests, commit every disk log, remove the
-//! sockets and exit 0. One daemon per state directory ([`InstanceLock`]).
+//! other terminating signal), then stop taking requests, answer everything read, commit every
+//! disk log, remove the sockets and exit 0. One daemon per state directory ([`InstanceLock`]).
+//!
+//! A restart need not be seen by the kernel ([`crate::restart`]): under systemd a stopping
+//! daemon leaves its socket in the service's fd store and its logs in a handover manifest,
+//! and `dm-ulogd upgrade` executes the binary again with both; a daemon that starts with a
+//! socket passed to it serves that socket, and takes the logs handed over with it back.
 
 use std::path::Path;
 
@@ -8,36 +13,55 @@ use dm_ulog_actors::transport::{missing_capabilities, Transport};
 use dm_ulog_actors::{Engine, EngineConfig, Observer};
 
 use crate::config::{MetricsListen, Overrides, Settings, TransportSpec};
+use crate::control::UpgradeAsked;
 use crate::instance_lock::{InstanceLock, NotLocked};
 use crate::notify::notify;
+use crate::restart::{self, Invocation};
 use crate::signals::{Asked, Signals};
 use crate::telemetry::LevelHandle;
 use crate::{control, metrics_endpoint};
 
+/// The running engine's observer, for the control socket and the metrics endpoint: it
+/// changes when the engine does (an upgrade whose exec failed starts a new one).
+pub type Observers = tokio::sync::watch::Receiver<Observer>;
+
 pub fn run(settings: Settings, overrides: &Overrides, level: LevelHandle) -> Result<(), String> {
-    actix::System::new().block_on(serve(settings, overrides, level))
+    // Before anything can replace the binary: the path names it now.
+    let invocation = Invocation::current().map_err(|e| format!("this binary's path: {e}"))?;
+    actix::System::new().block_on(serve(settings, overrides, level, invocation))
 }
 
 async fn serve(
     settings: Settings,
     overrides: &Overrides,
     level: LevelHandle,
+    invocation: Invocation,
 ) -> Result<(), String> {
     raise_open_file_limit();
     // Before any socket is bound: a second daemon must not take the first one's sockets.
     let _lock = take_instance_lock(&settings.state_dir)?;
     let mut signals = Signals::install().map_err(|e| format!("signal handlers: {e}"))?;
-    let transport = open_transport(&settings.transport)?;
+    let mut transport = match restart::inherited_socket()? {
+        Some(socket) => {
+            let transport =
+                Transport::inherit(socket).map_err(|e| format!("passed socket: {e}"))?;
+            tracing::info!("serving the socket the previous daemon passed on");
+            transport
+        }
+        None => open_transport(&settings.transport)?,
+    };
     let config = EngineConfig {
         workers: settings.workers,
         single_node_clustered: settings.single_node_clustered,
         corosync: settings.corosync,
         state_dir: Some(settings.state_dir.clone()),
     };
-    let mut engine = Engine::start(config, transport);
-    let control_bound = serve_control(&settings.control_socket, &engine);
+    let mut engine = Engine::start(config.clone(), transport);
+    let (observers, observed) = tokio::sync::watch::channel(engine.observer());
+    let (upgrade_tx, mut upgrades) = tokio::sync::mpsc::channel(1);
+    let control_bound = serve_control(&settings.control_socket, observed.clone(), upgrade_tx);
     if let MetricsListen::On(address) = settings.metrics_listen {
-        serve_metrics(address, engine.observer());
+        serve_metrics(address, observed);
     }
     tracing::info!(
         transport = %settings.transport, workers = settings.workers,
@@ -45,18 +69,61 @@ async fn serve(
     );
     notify("READY=1");
 
-    let closed = until_stopped(&mut signals, &mut engine, overrides, &level).await;
+    let stopped = loop {
+        match until_stopped(&mut signals, &mut engine, &mut upgrades, overrides, &level).await {
+            Stopped::Upgrade(asked) => {
+                if let Err(why) = invocation.check() {
+                    tracing::error!(%why, "upgrade refused: serving on as before");
+                    let _ = asked.send(why);
+                    continue;
+                }
+                tracing::info!(logs = engine.log_count(), "upgrade requested: handing over");
+                let why = match upgrade(engine, &invocation).await {
+                    Upgraded::ServingOn(socket) => {
+                        transport = Transport::inherit(socket)
+                            .map_err(|e| format!("the socket kept for the upgrade: {e}"))?;
+                        "the exec failed"
+                    }
+                    Upgraded::NewSocket(why) => {
+                        transport = open_transport(&settings.transport)?;
+                        why
+                    }
+                };
+                engine = Engine::start(config.clone(), transport);
+                observers.send_replace(engine.observer());
+                let _ = asked.send(format!("{why}; serving on with the running binary"));
+            }
+            other => break other,
+        }
+    };
     tracing::info!(logs = engine.log_count(), "stopping: committing every disk log");
     notify("STOPPING=1");
-    engine.drain().await;
-    // The lock is still held, so the sockets are this daemon's own.
+    // Under systemd the socket and the logs go to the next instance, if a restart follows
+    // (a stop that is no restart flushes the fd store, and the kernel replays each CTR).
+    let handed = match std::env::var_os("NOTIFY_SOCKET") {
+        Some(_) => hand_over_to_systemd(engine).await,
+        None => {
+            engine.drain().await;
+            false
+        }
+    };
+    if handed {
+        // The next instance starts when this process is gone, and the kernel's requests wait
+        // for it: what is left (threads to join, memory to free) is not worth that wait.
+        tracing::info!("stopped: handed over");
+        std::process::exit(0);
+    }
+    // The lock is still held, so the sockets are this daemon's own. A unix transport's path
+    // stays for the instance the socket was handed to.
     if let TransportSpec::Unix(path) = &settings.transport {
-        let _ = std::fs::remove_file(path);
+        if !handed {
+            let _ = std::fs::remove_file(path);
+        }
     }
     if control_bound {
         let _ = std::fs::remove_file(&settings.control_socket);
     }
-    if closed {
+    if matches!(stopped, Stopped::Closed) {
         return Err("the transport closed".into());
     }
     tracing::info!("stopped");
@@ -101,12 +168,64 @@ fn open_transport(spec: &TransportSpec) -> Result<Transport, String> {
     }
 }
 
+/// What ended serving.
+enum Stopped {
+    /// A terminating signal.
+    Signal,
+    /// The transport closed.
+    Closed,
+    /// `dm-ulogd upgrade`.
+    Upgrade(UpgradeAsked),
+}
+
+/// How an upgrade ended, if it returned at all (a successful exec does not).
+enum Upgraded {
+    /// The exec failed: the socket and the manifest are there to take back.
+    ServingOn(std::os::fd::OwnedFd),
+    /// Nothing was handed over (why): the daemon serves on with a new socket, and the kernel
+    /// replays each log's CTR as after a crash.
+    NewSocket(&'static str),
+}
+
+/// Hands the engine over and executes the binary again; returns only if that failed.
+async fn upgrade(engine: Engine, invocation: &Invocation) -> Upgraded {
+    let socket = match engine.hand_over().await {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::error!(%error, "upgrade: nothing handed over; serving on a new socket");
+            return Upgraded::NewSocket("nothing could be handed over");
+        }
+    };
+    let error = invocation.exec(&socket);
+    tracing::error!(%error, "upgrade: exec failed; taking the handover back");
+    Upgraded::ServingOn(socket)
+}
+
+/// Stores the socket in systemd's fd store after the engine hands over; true if it did.
+async fn hand_over_to_systemd(engine: Engine) -> bool {
+    match engine.hand_over().await {
+        Ok(socket) if restart::store_with_systemd(&socket) => {
+            tracing::info!("socket stored with systemd for the next instance");
+            true
+        }
+        Ok(_) => false,
+        Err(error) => {
+            tracing::warn!(%error, "no handover: the next daemon's kernel replays each CTR");
+            false
+        }
+    }
+}
+
 /// Serves `dm-ulogd status` at `path`; false if it cannot. Status is for operators: without
 /// its socket the daemon still serves the kernel.
-fn serve_control(path: &Path, engine: &Engine) -> bool {
+fn serve_control(
+    path: &Path,
+    observers: Observers,
+    upgrades: tokio::sync::mpsc::Sender<UpgradeAsked>,
+) -> bool {
     match control::bind(path) {
         Ok(listener) => {
-            actix::spawn(control::serve(listener, engine.observer()));
+            actix::spawn(control::serve(listener, observers, upgrades));
             true
         }
         Err(error) => {
@@ -119,22 +238,25 @@ fn serve_control(path: &Path, engine: &Engine) -> bool {
     }
 }
 
-/// Serves signals until one asks the daemon to stop (false) or the transport closes (true).
+/// Serves signals and upgrades until one asks the daemon to stop or upgrade, or the
+/// transport closes.
 async fn until_stopped(
     signals: &mut Signals,
     engine: &mut Engine,
+    upgrades: &mut tokio::sync::mpsc::Receiver<UpgradeAsked>,
     overrides: &Overrides,
     level: &LevelHandle,
-) -> bool {
+) -> Stopped {
     loop {
         let asked = tokio::select! {
             asked = signals.next() => asked,
-            _ = engine.closed() => return true,
+            Some(asked) = upgrades.recv() => return Stopped::Upgrade(asked),
+            _ = engine.closed() => return Stopped::Closed,
         };
         match asked {
             Asked::Stop(signal) => {
                 tracing::info!(%signal, "stop requested");
-                return false;
+                return Stopped::Signal;
             }
             Asked::Reload => reload(overrides, level),
             Asked::Dump => dump(&engine.observer()).await,
@@ -177,7 +299,7 @@ async fn dump(observer: &Observer) {
 /// start it is an error line, not an exit: a daemon that refused to start over a port taken
 /// would leave every mirror waiting for its log, and systemd restarting it into the same
 /// failure. Alerting on a missing scrape target catches the failure instead.
-fn serve_metrics(address: std::net::SocketAddr, observer: dm_ulog_actors::Observer) {
+fn serve_metrics(address: std::net::SocketAddr, observer: Observers) {
     let started = metrics_endpoint::bind(address).and_then(|listener| {
         let bound = listener.local_addr()?;
         metrics_endpoint::spawn(listener, observer)?;

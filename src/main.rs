@@ -11,6 +11,7 @@ mod inspect;
 mod instance_lock;
 mod metrics_endpoint;
 mod notify;
+mod restart;
 mod signals;
 mod simulate;
 mod status_command;
@@ -49,6 +50,9 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Execute the daemon's binary again (a new version installed in its place) without the
+    /// kernel noticing: the socket and every log carried over
+    Upgrade,
     /// Read a disk log (a log device or an image file) offline, in the kernel's format
     Inspect {
         /// The log device or file
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Status { json, watch } => {
             status_command::run(&settings.control_socket, json, watch)
         }
+        Command::Upgrade => control::upgrade(&settings.control_socket),
         // Inspect returned above, before any configuration was read.
         Command::Run | Command::Inspect { .. } => daemon::run(settings, &overrides, level),
     })

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dm_ulog_actors::Observer;
+
+use crate::daemon::Observers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -40,7 +42,7 @@ pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Serves the endpoint on a thread of its own until the process exits.
-pub fn spawn(listener: std::net::TcpListener, observer: Observer) -> io::Result<()> {
+pub fn spawn(listener: std::net::TcpListener, observer: Observers) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
         runtime.block_on(async move {
@@ -53,7 +55,7 @@ pub fn spawn(listener: std::net::TcpListener, observer: Observer) -> io::Result<
     Ok(())
 }
 
-async fn serve(listener: TcpListener, observer: Observer) {
+async fn serve(listener: TcpListener, observer: Observers) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -66,7 +68,7 @@ async fn serve(listener: TcpListener, observer: Observer) {
                 continue;
             }
         };
-        let observer = observer.clone();
+        let observer = observer.borrow().clone();
         tokio::spawn(async move {
             answer(stream, &observer).await;
             drop(slot);

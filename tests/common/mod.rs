@@ -54,6 +54,8 @@ pub struct Daemon {
     extra_args: Vec<String>,
     /// The hard and soft limit of open files it runs under, if not the test's own.
     open_files: Option<u64>,
+    /// The binary it runs: the build's, or a copy of it.
+    binary: PathBuf,
 }
 
 impl Daemon {
@@ -61,14 +63,25 @@ impl Daemon {
         Daemon::start_limited(dir, extra_args, None)
     }
 
+    /// As [`Daemon::start`], running a copy of the build's binary at `binary`.
+    pub fn start_copy(dir: &Path, binary: &Path, extra_args: &[&str]) -> Daemon {
+        std::fs::copy(env!("CARGO_BIN_EXE_dm-ulogd"), binary).unwrap();
+        Daemon::launch(dir, extra_args, None, binary)
+    }
+
     /// As [`Daemon::start`], under a limit of `open_files` descriptors.
     pub fn start_limited(dir: &Path, extra_args: &[&str], open_files: Option<u64>) -> Daemon {
+        Daemon::launch(dir, extra_args, open_files, Path::new(env!("CARGO_BIN_EXE_dm-ulogd")))
+    }
+
+    fn launch(dir: &Path, extra_args: &[&str], open_files: Option<u64>, binary: &Path) -> Daemon {
         let mut daemon = Daemon {
             child: None,
             dir: dir.to_owned(),
             socket: dir.join("dm-ulogd.sock"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             open_files,
+            binary: binary.to_owned(),
         };
         daemon.restart();
         daemon
@@ -92,7 +105,7 @@ impl Daemon {
         // The test's own state_dir, unless it gave one.
         let given = self.extra_args.iter().any(|a| a == "--state-dir");
         let state_dir = (!given).then(|| self.state_dir());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dm-ulogd"));
+        let mut command = Command::new(&self.binary);
         if let Some(limit) = self.open_files {
             let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
             // SAFETY: setrlimit(2) is async-signal-safe, as pre_exec requires.

@@ -3,6 +3,7 @@
 //! This binary is wiring only: it reads the command line and the configuration, sets up
 //! logging, and runs the engine from the `dm-ulog-actors` crate (or its simulator).
 
+mod adopt;
 mod config;
 mod control;
 mod daemon;
@@ -53,6 +54,16 @@ enum Command {
     /// Execute the daemon's binary again (a new version installed in its place) without the
     /// kernel noticing: the socket and every log carried over
     Upgrade,
+    /// Move live mirrors from the kernel's core or disk log to dm-ulogd's, by a table reload
+    Adopt(adopt::Selection),
+    /// Move mirrors dm-ulogd serves back to the kernel's own core or disk log
+    Release(adopt::Selection),
+    /// Show every mirror, its log, its sync ratio and whether this daemon serves it
+    List {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
     /// Read a disk log (a log device or an image file) offline, in the kernel's format
     Inspect {
         /// The log device or file
@@ -94,6 +105,13 @@ fn main() -> ExitCode {
             status_command::run(&settings.control_socket, json, watch)
         }
         Command::Upgrade => control::upgrade(&settings.control_socket),
+        Command::Adopt(selection) => {
+            adopt::convert(&settings.control_socket, adopt::Direction::Adopt, &selection)
+        }
+        Command::Release(selection) => {
+            adopt::convert(&settings.control_socket, adopt::Direction::Release, &selection)
+        }
+        Command::List { json } => adopt::list(&settings.control_socket, json),
         // Inspect returned above, before any configuration was read.
         Command::Run | Command::Inspect { .. } => daemon::run(settings, &overrides, level),
     })

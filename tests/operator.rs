@@ -81,17 +81,24 @@ async fn inspect_reads_what_the_daemon_committed() {
 }
 
 #[test]
-fn the_systemd_unit_verifies() {
-    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/dm-ulogd.service");
+fn the_systemd_units_verify() {
     let dir = tempfile::tempdir().unwrap();
-    // systemd-analyze checks that ExecStart exists: point it at the binary under test.
-    let text = std::fs::read_to_string(&unit)
-        .unwrap()
-        .replace("/usr/local/bin/dm-ulogd", env!("CARGO_BIN_EXE_dm-ulogd"));
-    let copy = dir.path().join("dm-ulogd.service");
-    std::fs::write(&copy, text).unwrap();
-    let output =
-        Command::new("systemd-analyze").arg("verify").arg(&copy).output().expect("systemd-analyze");
+    let mut copies = Vec::new();
+    for name in ["dm-ulogd.service", "dm-ulogd-adopt.service"] {
+        let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist").join(name);
+        // systemd-analyze checks that ExecStart exists: point it at the binary under test.
+        let text = std::fs::read_to_string(&unit)
+            .unwrap()
+            .replace("/usr/local/bin/dm-ulogd", env!("CARGO_BIN_EXE_dm-ulogd"));
+        let copy = dir.path().join(name);
+        std::fs::write(&copy, text).unwrap();
+        copies.push(copy);
+    }
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&copies)
+        .output()
+        .expect("systemd-analyze");
     let messages = String::from_utf8_lossy(&output.stderr);
     let about_us: Vec<&str> = messages.lines().filter(|l| l.contains("dm-ulogd")).collect();
     assert!(output.status.success() && about_us.is_empty(), "{messages}");

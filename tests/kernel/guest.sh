@@ -27,7 +27,8 @@
 #   ram0 ram1 legs, ram2 log (under kt-l9), and ram3 ram4 legs, ram5 log   case 9
 #   ram88 .. ram95 legs (64 KiB slices), ram87 logs (4 KiB linear slices)   case 10
 #   ram0 ram1 legs (under kt-l11a/b), ram2 log          case 11
-#   ram8 .. ram71 legs, ram72 .. ram87 logs    case 6
+#   ram8 .. ram71 legs, ram72 .. ram87 logs    cases 6 and 14
+#   ram8 .. ram25 legs, ram72 .. ram75 logs, a dm-delay device over ram23    case 15
 #   loop devices over files in $KT (dm-log-writes, its recording, the replays)    case 12
 #   /dev/vda, a virtio disk backed by a host file (case 13's two boots)
 # Every wait is bounded. A dm request to a dead daemon blocks in the kernel for good (the
@@ -1314,6 +1315,304 @@ c13_subcase() { subcase "13-qemu-killed-$1" c13_check "$@"; }
 powercut_check() { c13_each c13_subcase; }
 
 # ===========================================================================================
+# Case 14: restarts under I/O. The daemon runs under fdstore.py (systemd's fd store and
+# restart, by systemd's protocol: the guest has no systemd). 32 mirrors (core, disk,
+# single-node clustered-core and integrated_flush disk, in turn), a writer on each (4 KiB
+# O_DIRECT writes one region apart, five a second: every write costs its log a mark and a
+# clear, and the guest's two vCPUs keep some room for the processes a restart starts), and the
+# longest write each writer sees across each restart measured (INFO lines, from writer.py's
+# records), beside the same for a stretch with no restart:
+#   - upgrade: `dm-ulogd upgrade`, an exec of the binary in the same process;
+#   - systemd: SIGTERM (systemctl restart), the socket stored, the next instance given it;
+#   - plain, last: the service stopped (the fd store flushed, the socket closed) and a daemon
+#     started afresh, as every restart was before handovers: the kernel's reconnect, measured
+#     for comparison, and asserted only to end with every log served again.
+# After the upgrade and the systemd restart the kernel must not have noticed: no "Userspace log
+# server not found", no request timed out, no reconnect in its log, every log taken back, and
+# every mirror still N/N (no region fell out of sync). At the end every writer has seen no I/O
+# error, and each mirror's legs are identical. The mirrors, the writer and fdstore.py outlive
+# each subcase (their names escape the subcases' cleanup); c14_teardown ends them after the case.
+# ===========================================================================================
+C14_N=32
+C14_LEN=4096                      # 2 MiB mirrors
+C14_RS=128                        # 64 KiB regions: 32 per mirror
+case_14() {
+    subcase 14-create c14_create || return 1
+    subcase 14-upgrade c14_upgrade
+    subcase 14-systemd-restart c14_systemd
+    subcase 14-plain-restart c14_plain
+    subcase 14-legs-identical c14_finish
+    true # the verdicts are the subcases'
+}
+c14_devs() { local i; for ((i = 0; i < C14_N; i++)); do echo /dev/mapper/kt14-r$i; done; }
+c14_create() {
+    local i a b log spec="" nlog=0 args rc before
+    # Into fdstore.py's care while no mirror waits on the daemon.
+    rc=$(daemon_term) || return 1
+    [ "$rc" = 0 ] || { why "dm-ulogd exited $rc on SIGTERM"; return 1; }
+    before=$(serving_count)
+    rm -f "$KT/ulogd.pid" "$KT/ulogd.rc"
+    setsid python3 "$(dirname "$0")/fdstore.py" "$KT/notify.sock" "$KT/ulogd.pid" "$KT/ulogd.rc" "$ULOG" \
+        "$BIN" --transport netlink --log-level info --single-node-clustered </dev/null >>"$CASELOG" 2>&1 &
+    echo $! >"$KT/fdstore.pid"
+    c14_serving_again "$before" || return 1
+    for ((i = 0; i < C14_N; i++)); do
+        a=/dev/ram$((8 + 2 * i))
+        b=/dev/ram$((9 + 2 * i))
+        log=/dev/ram$((72 + nlog))
+        case $((i % 4)) in
+        0) args="core $C14_RS" ;;
+        1) args="disk $log $C14_RS" ;;
+        2) args="clustered-core $C14_RS" ;;
+        3) args="integrated_flush disk $log $C14_RS" ;;
+        esac
+        case $((i % 4)) in 1 | 3) zero_dev $log || return 1; nlog=$((nlog + 1)) ;; esac
+        set -- $args
+        spec+="${spec:+;}kt14-r$i,,,rw,0 $C14_LEN mirror userspace $(($# + 1)) KT14-$i $args 2 $a 0 $b 0"
+    done
+    must dmsetup create --concise "$spec" || return 1
+    c14_all_in_sync 300 || return 1
+    rm -f "$KT/c14.stop"
+    setsid python3 "$(dirname "$0")/writer.py" latency "$KT/c14.stop" "$KT/c14.records" "$KT/c14.progress" \
+        $((C14_RS * 512)) $((C14_LEN * 512)) 0.2 $(c14_devs) </dev/null >"$KT/c14.writer" 2>&1 &
+    echo $! >"$KT/c14.writer.pid"
+    c14_flowing "0 $(printf '0 %.0s' $(seq $C14_N))" 120 || return 1
+    c14_window none sleep 2 || return 1
+    C14_NONE=$WINDOW
+    note "14 under this load a process costs: /bin/true $(c14_ms /bin/true) ms, dm-ulogd --version $(c14_ms "$BIN" --version) ms"
+}
+c14_ms() { # <command...>: its wall time in ms
+    local t0
+    t0=$(date +%s%N)
+    "$@" >/dev/null 2>&1
+    echo $((($(date +%s%N) - t0) / 1000000))
+}
+c14_all_in_sync() { # <seconds>: every kt14-r mirror N/N, from one `dmsetup status`
+    local deadline=$((SECONDS + $1)) behind
+    while :; do
+        behind=$(timeout 120 dmsetup status | awk '/^kt14-r/ { split($8, r, "/"); if (r[1] != r[2] || r[2] == "") print $1, $8 }')
+        [ -n "$behind" ] || return 0
+        [ "$SECONDS" -lt "$deadline" ] || { why "not in sync after $1 s: $(echo $behind | head -c 300)"; return 1; }
+        sleep 1
+    done
+}
+c14_still_in_sync() { # right after a restart: no mirror below N/N
+    local behind
+    behind=$(timeout 120 dmsetup status | awk '/^kt14-r/ { split($8, r, "/"); if (r[1] != r[2]) print $1, $8 }')
+    [ -z "$behind" ] || { why "regions fell out of sync across the $1: $(echo $behind | head -c 300)"; return 1; }
+}
+c14_flowing() { # <progress line> <seconds>: every writer completed two writes since that line
+    local base now deadline=$((SECONDS + $2)) i ok
+    read -r -a base <<<"$1"
+    while :; do
+        read -r -a now 2>/dev/null <"$KT/c14.progress" || now=()
+        ok=1
+        for ((i = 1; i <= C14_N; i++)); do
+            [ "${now[$i]:-0}" -ge $((${base[$i]:-0} + 2)) ] || { ok=0; break; }
+        done
+        [ "$ok" = 1 ] && return 0
+        [ "$SECONDS" -lt "$deadline" ] || { why "writer $i made no progress within $2 s: $(cat "$KT/c14.writer")"; return 1; }
+        sleep 0.2
+    done
+}
+c14_window() { # <name> <command...>: runs it under I/O; WINDOW="from to" (wall clock)
+    local name=$1 base from
+    shift
+    sleep 2 # writes in full flow before
+    base=$(cat "$KT/c14.progress")
+    from=$(date +%s.%N)
+    "$@" || return 1
+    c14_flowing "$base" 120 || return 1
+    sleep 1
+    WINDOW="$from $(date +%s.%N)"
+    echo "$name window: $WINDOW"
+}
+c14_quiet_kernel() { # <what>: dm-log-userspace said nothing of a lost server since the mark
+    local said
+    said=$(ksince | grep -E 'log server not found|timed out|Reconnected|Attempting to contact' | head -n 3 | tr '\n' ';')
+    [ -z "$said" ] || { why "the kernel noticed the $1: $said"; return 1; }
+}
+c14_serving_again() { # <serving count before>: a new instance says it serves
+    local i
+    for i in $(seq 300); do
+        [ "$(serving_count)" -gt "$1" ] && return 0
+        sleep 0.1
+    done
+    why "no instance serving within 30 s: $(tail -n 3 "$ULOG" | tr '\n' ' ')"
+}
+c14_served() { # <seconds>: the daemon serves all C14_N logs
+    local deadline=$((SECONDS + $1)) n
+    while :; do
+        n=$("$BIN" status --json 2>/dev/null | grep -c '"uuid": "KT14-')
+        [ "$n" = "$C14_N" ] && return 0
+        [ "$SECONDS" -lt "$deadline" ] || { why "the daemon serves $n of the $C14_N logs after $1 s"; return 1; }
+        sleep 0.5
+    done
+}
+c14_taken_back() { # the last start took every log back
+    [ "$(grep 'logs handed over by the previous daemon taken back' "$ULOG" | tail -n 1 | grep -o 'logs=[0-9]*')" = "logs=$C14_N" ] ||
+        { why "the new instance did not take the $C14_N logs back: $(grep 'taken back' "$ULOG" | tail -n 1)"; return 1; }
+}
+c14_upgrade() {
+    kmark
+    c14_window upgrade must "$BIN" upgrade || return 1
+    C14_UPGRADE=$WINDOW
+    c14_quiet_kernel upgrade && c14_still_in_sync upgrade && c14_taken_back
+}
+c14_systemd() {
+    local before
+    kmark
+    before=$(serving_count)
+    c14_window systemd c14_systemd_restart "$before" || return 1
+    C14_SYSTEMD=$WINDOW
+    c14_quiet_kernel "systemd restart" && c14_still_in_sync "systemd restart" && c14_taken_back || return 1
+    grep -q 'socket stored with systemd' "$ULOG" ||
+        { why "the daemon did not store its socket with (fdstore.py as) systemd"; return 1; }
+}
+c14_systemd_restart() { kill -TERM "$(daemon_pid)" && c14_serving_again "$1"; }
+c14_plain() {
+    kmark
+    c14_window plain c14_plain_restart || return 1
+    C14_PLAIN=$WINDOW
+    c14_served 120 || return 1
+    note "14 kernel across the plain restart: $(ksince | grep -cE 'log server not found') 'server not found', $(ksince | grep -cE 'timed out') 'timed out', $(ksince | grep -cE 'Reconnected') reconnects"
+}
+c14_plain_restart() { c14_back_to_plain; }
+c14_finish() {
+    local i a b bad="" name window stall
+    touch "$KT/c14.stop"
+    wait_pids 120 "$(cat "$KT/c14.writer.pid")" || { why "the writer failed: $(cat "$KT/c14.writer")"; return 1; }
+    rm -f "$KT/c14.writer.pid"
+    cat "$KT/c14.writer"
+    for name in none upgrade systemd plain; do
+        case $name in none) window=$C14_NONE ;; upgrade) window=$C14_UPGRADE ;; systemd) window=$C14_SYSTEMD ;; plain) window=$C14_PLAIN ;; esac
+        [ -n "${window:-}" ] || continue
+        stall=$(python3 "$(dirname "$0")/writer.py" stalls "$KT/c14.records" $C14_N $window)
+        note "14 stall $name: longest write $(cut -d' ' -f1 <<<"$stall") ms, median of the $C14_N mirrors' longest $(cut -d' ' -f2 <<<"$stall") ms"
+    done
+    c14_all_in_sync 300 || return 1
+    for ((i = 0; i < C14_N; i++)); do
+        a=/dev/ram$((8 + 2 * i))
+        b=/dev/ram$((9 + 2 * i))
+        cmp -s <(get $a 0 $((C14_LEN * 512))) <(get $b 0 $((C14_LEN * 512))) || bad+=" kt14-r$i"
+    done
+    [ -z "$bad" ] || { why "legs differ:$bad"; return 1; }
+}
+c14_teardown() { # after the case: the writer stopped, a plain daemon back, the mirrors removed
+    local names
+    if [ -f "$KT/c14.writer.pid" ]; then
+        touch "$KT/c14.stop"
+        wait_pids 120 "$(cat "$KT/c14.writer.pid")"
+        rm -f "$KT/c14.writer.pid"
+    fi
+    c14_back_to_plain
+    names=$(dmsetup ls 2>/dev/null | awk '/^kt14-/ { print $1 }')
+    [ -z "$names" ] || timeout 300 dmsetup remove $names || echo "c14_teardown: could not remove $names"
+}
+c14_back_to_plain() { # fdstore.py stopped (systemctl stop: the store flushed), a plain daemon
+    local pid
+    pid=$(cat "$KT/fdstore.pid" 2>/dev/null) || return 0
+    rm -f "$KT/fdstore.pid"
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while running "$pid"; do sleep 0.1; done
+    daemon_start
+}
+
+# ===========================================================================================
+# Case 15: adopt and release under I/O (dm-ulogd adopt / release / list). Eight mirrors on the
+# kernel's own logs: three core and four disk logs in sync, and one core log in mid-resync
+# (its second leg behind a dm-delay device, so that the resync is slow). Then:
+#   - the one in mid-resync is refused without --resync and left on its table, and adopted
+#     with it (its resync starts over);
+#   - a writer on each of the eight; a mirror LVM manages (uuid LVM-...) is refused and left
+#     on its own table;
+#   - `adopt --all`: the seven in sync on dm-ulogd's log of the same kind, N/N right after
+#     (no resync of a region in sync), the one adopted already left as it is, and `list`
+#     says dm-ulogd serves all eight;
+#   - `release --all --resync`: back on the kernel's logs; the disk-log mirrors N/N right after
+#     (the kernel's disk log loaded what dm-ulogd wrote);
+#   - no writer saw an I/O error, every mirror ends N/N with identical legs.
+# ===========================================================================================
+C15_LEN=4096                      # 2 MiB mirrors, 64 KiB regions
+C15_RS=128
+case_15() { subcase 15-adopt-release c15_run; }
+c15_names() { echo kt15-c0 kt15-c1 kt15-c2 kt15-d0 kt15-d1 kt15-d2 kt15-d3 kt15-slow; }
+c15_leg() { # <name> <0|1>: the leg's device
+    local i
+    case $1 in kt15-c*) i=${1#kt15-c} ;; kt15-d*) i=$((3 + ${1#kt15-d})) ;; kt15-slow) i=7 ;; esac
+    echo /dev/ram$((8 + 2 * i + $2))
+}
+c15_log_type() { timeout 60 dmsetup table "$1" | awk '{ print $4 }'; }
+c15_ratio() { sync_ratio "$1"; }
+c15_synced() { local r; r=$(c15_ratio "$1"); [ "${r%/*}" = "${r#*/}" ]; }
+c15_run() {
+    local name i out
+    for i in 0 1 2; do
+        create kt15-c$i "0 $C15_LEN mirror core 1 $C15_RS 2 $(c15_leg kt15-c$i 0) 0 $(c15_leg kt15-c$i 1) 0" || return 1
+    done
+    for i in 0 1 2 3; do
+        zero_dev /dev/ram$((72 + i)) || return 1
+        create kt15-d$i "0 $C15_LEN mirror disk 2 /dev/ram$((72 + i)) $C15_RS 2 $(c15_leg kt15-d$i 0) 0 $(c15_leg kt15-d$i 1) 0" || return 1
+    done
+    for name in kt15-c0 kt15-c1 kt15-c2 kt15-d0 kt15-d1 kt15-d2 kt15-d3; do wait_sync $name 120 || return 1; done
+    # 512 regions of 8 sectors, each copied to a leg whose writes take 40 ms.
+    create kt15-slowleg "0 $C15_LEN delay $(c15_leg kt15-slow 1) 0 0 $(c15_leg kt15-slow 1) 0 40" || return 1
+    create kt15-slow "0 $C15_LEN mirror core 1 8 2 $(c15_leg kt15-slow 0) 0 /dev/mapper/kt15-slowleg 0" || return 1
+    c15_synced kt15-slow && { why "kt15-slow finished its resync before the test could adopt it"; return 1; }
+    out=$("$BIN" adopt kt15-slow 2>&1) && { why "a core mirror in mid-resync was adopted without --resync: $out"; return 1; }
+    grep -q 'mid-resync' <<<"$out" || { why "the refusal does not say mid-resync: $out"; return 1; }
+    [ "$(c15_log_type kt15-slow)" = core ] || { why "the refused mid-resync mirror's table changed"; return 1; }
+    note "15 kt15-slow at $(c15_ratio kt15-slow) when adopted with --resync"
+    must "$BIN" adopt --resync kt15-slow || return 1
+    [ "$(c15_log_type kt15-slow)" = userspace ] || { why "kt15-slow not on a userspace log after adopt --resync"; return 1; }
+    rm -f "$KT/c15.stop"
+    setsid python3 "$(dirname "$0")/writer.py" latency "$KT/c15.stop" "$KT/c15.records" "$KT/c15.progress" \
+        $((C15_RS * 512)) $((C15_LEN * 512)) 0.05 $(for name in $(c15_names); do echo /dev/mapper/$name; done) \
+        </dev/null >"$KT/c15.writer" 2>&1 &
+    echo $! >"$KT/c15.writer.pid"
+    sleep 2
+
+    # Refusals: each mirror stays as it was.
+    create kt15-lvm "0 $C15_LEN mirror core 2 $C15_RS nosync 2 /dev/ram24 0 /dev/ram25 0" || return 1
+    must dmsetup rename kt15-lvm --setuuid LVM-kt15test-fake-uuid || return 1
+    out=$("$BIN" adopt kt15-lvm 2>&1) && { why "an LVM-managed mirror was adopted: $out"; return 1; }
+    grep -q 'LVM manages it' <<<"$out" || { why "no word of LVM in the refusal: $out"; return 1; }
+    [ "$(c15_log_type kt15-lvm)" = core ] || { why "the refused LVM mirror's table changed"; return 1; }
+    remove kt15-lvm || return 1
+
+    must "$BIN" adopt --all || return 1
+    for name in $(c15_names); do
+        [ "$(c15_log_type $name)" = userspace ] || { why "$name not on a userspace log after adopt: $(dmsetup table $name)"; return 1; }
+    done
+    for name in kt15-c0 kt15-c1 kt15-c2 kt15-d0 kt15-d1 kt15-d2 kt15-d3; do
+        c15_synced $name || { why "$name at $(c15_ratio $name) right after adopt: a resync of regions in sync"; return 1; }
+    done
+    out=$("$BIN" list)
+    echo "$out"
+    [ "$(grep -c '^kt15-.* yes$' <<<"$out")" = 8 ] || { why "dm-ulogd list does not say all 8 are served: $out"; return 1; }
+    sleep 3
+
+    must "$BIN" release --all --resync || return 1
+    for name in $(c15_names); do
+        case $(c15_log_type $name) in core | disk) ;; *) why "$name not back on a kernel log: $(dmsetup table $name)"; return 1 ;; esac
+    done
+    for name in kt15-d0 kt15-d1 kt15-d2 kt15-d3; do
+        c15_synced $name || { why "$name at $(c15_ratio $name) right after release: the kernel did not load dm-ulogd's disk log"; return 1; }
+    done
+    sleep 2
+    touch "$KT/c15.stop"
+    wait_pids 120 "$(cat "$KT/c15.writer.pid")" || { why "a writer failed: $(cat "$KT/c15.writer")"; return 1; }
+    cat "$KT/c15.writer"
+    for name in $(c15_names); do
+        wait_sync $name 240 || return 1
+        cmp -s <(get $(c15_leg $name 0) 0 $((C15_LEN * 512))) <(get $(c15_leg $name 1) 0 $((C15_LEN * 512))) ||
+            { why "$name: the legs differ"; return 1; }
+    done
+    for name in $(c15_names) kt15-slowleg; do remove $name || return 1; done
+    check_daemon
+}
+
+# ===========================================================================================
 # Bench mode (tests/kernel/bench; not a test case, no verdicts): O_DIRECT sequential writes
 # through a mirror whose log is (A) the kernel's own `disk`, (B) dm-ulogd `disk`, (C) dm-ulogd
 # `disk` + integrated_flush, interleaved A B C A B C ... in one guest so that drift hits all
@@ -1390,7 +1689,7 @@ cleanup() { # after each case: a live daemon, nothing suspended, no test devices
         [[ $attr == *s* ]] && timeout 30 dmsetup resume "$name"
     done < <(dmsetup info -c --noheadings -o name,attr --separator ' ' 2>/dev/null | grep '^kt-')
     # Top down: mirrors, then the slices under them, then case 12's dm-log-writes device.
-    for prefix in 'kt-[mb]' kt-l kt-w; do
+    for prefix in 'kt-[mb]' kt15-[cdsl] kt-l kt15-slowleg kt-w; do
         for name in $(dmsetup ls 2>/dev/null | awk -v p="^$prefix" '$1 ~ p { print $1 }'); do
             timeout 60 dmsetup remove --force "$name" || echo "cleanup: could not remove $name"
         done
@@ -1414,7 +1713,7 @@ case)
     ;;
 cleanup)
     setup_env "$2" "$3"
-    cleanup >>"$CASELOG" 2>&1
+    { c14_teardown; cleanup; } >>"$CASELOG" 2>&1
     ;;
 bench)
     setup_env "$2" "$3"

@@ -42,53 +42,101 @@ pub struct Settings {
     pub metrics_listen: MetricsListen,
     /// The runtime directory of the logs' shadows (actors/src/shadow).
     pub state_dir: PathBuf,
+    /// Lock the daemon's memory (mlockall): the kernel's mirror writes wait on it.
+    pub lock_memory: bool,
 }
 
-/// Command-line values that override every other layer: the flags every subcommand takes.
-#[derive(Debug, Default, clap::Args)]
+/// Command-line values that override every other layer: the flags of the command given,
+/// over those given before it (`dm-ulogd --config F status` and `dm-ulogd status --config F`
+/// are the same).
+#[derive(Debug, Default, Clone)]
 pub struct Overrides {
+    pub client: ClientFlags,
+    pub daemon: DaemonFlags,
+}
+
+/// What every command that reads the configuration or talks to the daemon takes.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ClientFlags {
     /// Configuration file [default: /etc/dm-ulogd/dm-ulogd.toml, if it exists]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// The root-only socket that `status` asks the running daemon through
+    /// [config: control_socket; default: /run/dm-ulogd/control]
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+}
+
+/// What only the daemon itself (and `check`, which checks its configuration) takes.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct DaemonFlags {
     /// Where requests come from: `netlink` (the kernel) or `unix:PATH` (the same datagrams on
     /// a unix socket, for the simulator and tests) [config: transport; default: netlink]
-    #[arg(long, global = true, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC")]
     pub transport: Option<TransportSpec>,
     /// Log filter: error, warn, info, debug, trace, or tracing directives
     /// [config: log_level; default: info]
-    #[arg(long, global = true, value_name = "FILTER")]
+    #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Extra threads that serve logs; 0 serves them on the socket's thread
     /// [config: workers; default: 0]
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Serve clustered-core and clustered-disk tables as single-host logs
     /// [config: single_node_clustered; default: off]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub single_node_clustered: bool,
     /// Serve clustered-core and clustered-disk tables across hosts: each log's state is kept
     /// alike by the daemons of every host through the local corosync (CPG and quorum)
     /// [config: corosync; default: off]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub corosync: bool,
-    /// The root-only socket that `status` asks the running daemon through
-    /// [config: control_socket; default: /run/dm-ulogd/control]
-    #[arg(long, global = true, value_name = "PATH")]
-    pub control_socket: Option<PathBuf>,
     /// Serve Prometheus metrics over HTTP at ADDR (`127.0.0.1:9877`, or a bare port for
     /// 127.0.0.1; port 0 picks a free one, logged at start), or `off`
     /// [config: metrics_listen; default: off]
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<MetricsListen>,
     /// The runtime directory (a tmpfs) where each log's sync state outlives a daemon crash
     /// [config: state_dir; default: /run/dm-ulogd/state]
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Lock the daemon's memory into RAM (mlockall, each page as it is first used): the
+    /// kernel's mirror writes wait on the daemon, which must not wait on swap
+    /// [config: lock_memory; default: off; the systemd unit turns it on]
+    #[arg(long)]
+    pub lock_memory: bool,
+}
+
+impl ClientFlags {
+    /// These flags, with `before`'s where these give none.
+    pub fn over(self, before: ClientFlags) -> ClientFlags {
+        ClientFlags {
+            config: self.config.or(before.config),
+            control_socket: self.control_socket.or(before.control_socket),
+        }
+    }
+}
+
+impl DaemonFlags {
+    /// These flags, with `before`'s where these give none.
+    pub fn over(self, before: DaemonFlags) -> DaemonFlags {
+        DaemonFlags {
+            transport: self.transport.or(before.transport),
+            log_level: self.log_level.or(before.log_level),
+            workers: self.workers.or(before.workers),
+            single_node_clustered: self.single_node_clustered || before.single_node_clustered,
+            corosync: self.corosync || before.corosync,
+            metrics_listen: self.metrics_listen.or(before.metrics_listen),
+            state_dir: self.state_dir.or(before.state_dir),
+            lock_memory: self.lock_memory || before.lock_memory,
+        }
+    }
 }
 
 impl Settings {
     pub fn load(overrides: &Overrides) -> Result<Settings, config::ConfigError> {
-        let (path, required) = match &overrides.config {
+        let (client, daemon) = (&overrides.client, &overrides.daemon);
+        let (path, required) = match &client.config {
             Some(path) => (path.as_path(), true),
             None => (Path::new(DEFAULT_CONFIG), false),
         };
@@ -101,28 +149,30 @@ impl Settings {
             .set_default("control_socket", DEFAULT_CONTROL_SOCKET)?
             .set_default("metrics_listen", MetricsListen::Off.to_string())?
             .set_default("state_dir", DEFAULT_STATE_DIR)?
+            .set_default("lock_memory", false)?
             .add_source(File::from(path).format(FileFormat::Toml).required(required))
             .add_source(Environment::with_prefix("DM_ULOGD").try_parsing(true))
-            .set_override_option("transport", overrides.transport.as_ref().map(|t| t.to_string()))?
-            .set_override_option("log_level", overrides.log_level.clone())?
-            .set_override_option("workers", overrides.workers.map(|w| w as u64))?
+            .set_override_option("transport", daemon.transport.as_ref().map(|t| t.to_string()))?
+            .set_override_option("log_level", daemon.log_level.clone())?
+            .set_override_option("workers", daemon.workers.map(|w| w as u64))?
             .set_override_option(
                 "single_node_clustered",
-                overrides.single_node_clustered.then_some(true),
+                daemon.single_node_clustered.then_some(true),
             )?
-            .set_override_option("corosync", overrides.corosync.then_some(true))?
+            .set_override_option("corosync", daemon.corosync.then_some(true))?
             .set_override_option(
                 "control_socket",
-                overrides.control_socket.as_ref().map(|p| p.display().to_string()),
+                client.control_socket.as_ref().map(|p| p.display().to_string()),
             )?
             .set_override_option(
                 "metrics_listen",
-                overrides.metrics_listen.as_ref().map(|m| m.to_string()),
+                daemon.metrics_listen.as_ref().map(|m| m.to_string()),
             )?
             .set_override_option(
                 "state_dir",
-                overrides.state_dir.as_ref().map(|p| p.display().to_string()),
+                daemon.state_dir.as_ref().map(|p| p.display().to_string()),
             )?
+            .set_override_option("lock_memory", daemon.lock_memory.then_some(true))?
             .build()?
             .try_deserialize()
     }

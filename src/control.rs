@@ -2,7 +2,8 @@
 //! running daemon for a snapshot of its logs, and `dm-ulogd upgrade` asks it to execute its
 //! binary again without the kernel noticing ([`crate::restart`]). One line in (`status`,
 //! JSON out; `upgrade`, `handing over` out, then the connection closes with the exec, or
-//! `failed: <why>` if the daemon serves on as it was), then close.
+//! `failed: <why>` if the daemon serves on as it was; `info`, the daemon's version, pid,
+//! uptime and log count as JSON), then close.
 //!
 //! Nothing a client does may take the socket away from the next one: at most
 //! [`MAX_CLIENTS`] are connected at once (more are closed at once), a client has
@@ -107,6 +108,19 @@ async fn answer(
             };
             tokio::time::timeout(ANSWER_TIMEOUT, answered).await.unwrap_or(Ok(()))
         }
+        "info" => {
+            let info = serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "uptime_s": started().elapsed().as_secs(),
+                "logs": observer.status().await.len(),
+                "waiting_shadows": observer.waiting_shadows(),
+            });
+            let info = info.to_string();
+            tokio::time::timeout(ANSWER_TIMEOUT, write.write_all(info.as_bytes()))
+                .await
+                .unwrap_or(Ok(()))
+        }
         "upgrade" => {
             let (asked, failed) = tokio::sync::oneshot::channel();
             if upgrades.try_send(asked).is_err() {
@@ -142,6 +156,23 @@ async fn write_status(write: &mut OwnedWriteHalf, logs: &[LogStatus]) -> io::Res
     }
     buffer.push(b']');
     write.write_all(&buffer).await
+}
+
+/// When this process started serving (the first call, which the daemon makes at start); an
+/// upgrade's exec starts it over, as the new binary's uptime.
+pub fn started() -> std::time::Instant {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(std::time::Instant::now)
+}
+
+/// The daemon's version, pid, uptime and log count, as `info` answers them; `None` if it
+/// does not answer.
+pub fn info(path: &Path) -> Option<serde_json::Value> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
+    stream.write_all(b"info\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    serde_json::from_str(&answer).ok()
 }
 
 /// Asks the daemon listening at `path` to upgrade: it executes its binary again (a new

@@ -15,7 +15,7 @@ use dm_ulog_actors::{Engine, EngineConfig, Observer};
 use crate::config::{MetricsListen, Overrides, Settings, TransportSpec};
 use crate::control::UpgradeAsked;
 use crate::instance_lock::{InstanceLock, NotLocked};
-use crate::notify::notify;
+use crate::notify::{notify, NotifyState};
 use crate::restart::{self, Invocation};
 use crate::signals::{Asked, Signals};
 use crate::telemetry::LevelHandle;
@@ -37,7 +37,12 @@ async fn serve(
     level: LevelHandle,
     invocation: Invocation,
 ) -> Result<(), String> {
+    control::started();
+    crate::process_metrics::mark_start();
     raise_open_file_limit();
+    if settings.lock_memory {
+        lock_memory();
+    }
     // Before any socket is bound: a second daemon must not take the first one's sockets.
     let _lock = take_instance_lock(&settings.state_dir)?;
     let mut signals = Signals::install().map_err(|e| format!("signal handlers: {e}"))?;
@@ -58,6 +63,7 @@ async fn serve(
     };
     let mut engine = Engine::start(config.clone(), transport);
     let (observers, observed) = tokio::sync::watch::channel(engine.observer());
+    let observed_for_watchdog = observed.clone();
     let (upgrade_tx, mut upgrades) = tokio::sync::mpsc::channel(1);
     let control_bound = serve_control(&settings.control_socket, observed.clone(), upgrade_tx);
     if let MetricsListen::On(address) = settings.metrics_listen {
@@ -67,7 +73,9 @@ async fn serve(
         transport = %settings.transport, workers = settings.workers,
         metrics = %settings.metrics_listen, state_dir = %settings.state_dir.display(), "serving"
     );
-    notify("READY=1");
+    let serving = format!("serving {} logs", engine.log_count());
+    notify(&[NotifyState::Ready, NotifyState::Status(&serving)]);
+    serve_watchdog(observed_for_watchdog);
 
     let stopped = loop {
         match until_stopped(&mut signals, &mut engine, &mut upgrades, overrides, &level).await {
@@ -97,7 +105,7 @@ async fn serve(
         }
     };
     tracing::info!(logs = engine.log_count(), "stopping: committing every disk log");
-    notify("STOPPING=1");
+    notify(&[NotifyState::Stopping]);
     // Under systemd the socket and the logs go to the next instance, if a restart follows
     // (a stop that is no restart flushes the fd store, and the kernel replays each CTR).
     let handed = match std::env::var_os("NOTIFY_SOCKET") {
@@ -199,6 +207,46 @@ async fn upgrade(engine: Engine, invocation: &Invocation) -> Upgraded {
     let error = invocation.exec(&socket);
     tracing::error!(%error, "upgrade: exec failed; taking the handover back");
     Upgraded::ServingOn(socket)
+}
+
+/// systemd's watchdog (the unit's `WatchdogSec=`): `WATCHDOG=1` every half period, sent only
+/// when the socket actor and every log actor have answered within it, so that a daemon
+/// stuck behind a hung device or a busy loop is restarted rather than reported alive; with
+/// it, `STATUS=` a one-line summary of the logs, which `systemctl status` shows.
+fn serve_watchdog(observers: Observers) {
+    let Some(period) = sd_notify::watchdog_enabled().filter(|p| !p.is_zero()) else { return };
+    actix::spawn(async move {
+        let mut withheld = false;
+        loop {
+            tokio::time::sleep(period / 2).await;
+            let observer = observers.borrow().clone();
+            if !observer.responsive(period / 2).await {
+                if !std::mem::replace(&mut withheld, true) {
+                    tracing::error!(
+                        period_ms = period.as_millis() as u64,
+                        "the engine did not answer within half the watchdog period: no WATCHDOG=1 until it does"
+                    );
+                }
+                continue;
+            }
+            if std::mem::take(&mut withheld) {
+                tracing::info!("the engine answers again: watchdog pings resume");
+            }
+            let summary = summary(&observer.status().await);
+            notify(&[NotifyState::Watchdog, NotifyState::Status(&summary)]);
+        }
+    });
+}
+
+/// `serving 32 logs: 30 in sync, 2 resyncing, 0 log devices failed`.
+fn summary(logs: &[dm_ulog_actors::LogStatus]) -> String {
+    let in_sync = logs.iter().filter(|log| log.in_sync == log.regions).count();
+    let failed = logs.iter().filter(|log| matches!(log.health, Some('D' | 'F'))).count();
+    format!(
+        "serving {} logs: {in_sync} in sync, {} resyncing, {failed} log devices failed",
+        logs.len(),
+        logs.len() - in_sync
+    )
 }
 
 /// Stores the socket in systemd's fd store after the engine hands over; true if it did.
@@ -311,6 +359,21 @@ fn serve_metrics(address: std::net::SocketAddr, observer: Observers) {
         Err(error) => tracing::error!(
             %address, %error, "metrics endpoint unavailable: serving the kernel without it"
         ),
+    }
+}
+
+/// mlockall(2), each page locked as it is first touched (MCL_ONFAULT): a thread's stack or a
+/// log's bitmap costs RAM as it is used, not as it is mapped. A failure (no CAP_IPC_LOCK and
+/// a small RLIMIT_MEMLOCK) is said and served through.
+fn lock_memory() {
+    // SAFETY: mlockall(2) takes flags only.
+    let locked =
+        unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
+    if locked == 0 {
+        tracing::info!("memory locked: the daemon will not be swapped out");
+    } else {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(%error, "memory not locked (LimitMEMLOCK=infinity or CAP_IPC_LOCK would allow it)");
     }
 }
 

@@ -74,7 +74,47 @@ pub fn render(observer: &Observer, logs: &[LogStatus]) -> String {
         out.sample(name, &[("type", log_type)], count as u64);
     }
     render_logs(&mut out, logs);
+    if let Some(process) = crate::process_metrics::sample() {
+        render_process(&mut out, &process);
+    }
     out.text
+}
+
+/// The `process_*` families, as every exporter names them.
+fn render_process(out: &mut Exposition, process: &crate::process_metrics::ProcessSample) {
+    let families: [(&str, &str, &str, f64); 7] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            process.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            process.resident_bytes as f64,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            process.virtual_bytes as f64,
+        ),
+        ("process_open_fds", "gauge", "Open file descriptors.", process.open_fds as f64),
+        ("process_max_fds", "gauge", "The limit of open file descriptors.", process.max_fds as f64),
+        ("process_threads", "gauge", "Threads of the process.", process.threads as f64),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "When the process started serving, in seconds since the epoch.",
+            process.start_time_seconds,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.family(name, kind, help);
+        out.sample(name, &[], value);
+    }
 }
 
 /// The per-log gauges, one family at a time as the format requires.

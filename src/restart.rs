@@ -13,7 +13,7 @@
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -26,35 +26,25 @@ const FIRST_FD: RawFd = 3;
 /// out of the environment's `LISTEN_*` variables when they are meant for this process.
 /// Every passed descriptor is made close-on-exec, so that none leaks further.
 pub fn inherited_socket() -> Result<Option<OwnedFd>, String> {
-    let var = |name| std::env::var(name).ok();
-    let for_us = var("LISTEN_PID").and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
-    let count = var("LISTEN_FDS").and_then(|n| n.parse::<RawFd>().ok()).unwrap_or(0);
-    if !for_us || count <= 0 {
-        return Ok(None);
-    }
-    let names = var("LISTEN_FDNAMES").unwrap_or_default();
-    let names: Vec<&str> = names.split(':').collect();
-    for fd in FIRST_FD..FIRST_FD + count {
-        // SAFETY: fcntl(2) on a descriptor number; one that is not open fails with EBADF.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-            return Err(format!("passed descriptor {fd}: {}", io::Error::last_os_error()));
+    let passed =
+        sd_notify::listen_fds_with_names().map_err(|e| format!("passed descriptors: {e}"))?;
+    let mut socket = None;
+    for (fd, name) in passed {
+        if name == FD_NAME && socket.is_none() {
+            // SAFETY: the descriptor was passed to this process and nothing else here owns it.
+            socket = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+        } else {
+            tracing::warn!(fd, name, "a passed descriptor not named {FD_NAME:?} is left alone");
         }
     }
-    let Some(index) = names.iter().position(|name| *name == FD_NAME) else {
-        tracing::warn!(count, names = ?names, "descriptors passed, none named {FD_NAME:?}: opening a new socket");
-        return Ok(None);
-    };
-    let Ok(index) = RawFd::try_from(index).map(|i| FIRST_FD + i) else { return Ok(None) };
-    if index >= FIRST_FD + count {
-        return Err(format!("LISTEN_FDNAMES names {FD_NAME:?} past the {count} passed"));
-    }
-    // SAFETY: the descriptor was passed to this process and nothing else here owns it.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(index) }))
+    Ok(socket)
 }
 
 /// Stores `socket` in systemd's fd store of this service; false when not under systemd.
 pub fn store_with_systemd(socket: &OwnedFd) -> bool {
-    crate::notify::notify_with_fd(&format!("FDSTORE=1\nFDNAME={FD_NAME}"), socket.as_raw_fd())
+    use crate::notify::NotifyState;
+    let states = [NotifyState::FdStore, NotifyState::FdName(FD_NAME)];
+    crate::notify::notify_with_fd(&states, socket.as_fd())
 }
 
 /// The binary and arguments this daemon was started with, for the exec of an upgrade.

@@ -38,6 +38,9 @@ pub struct SimulateArgs {
     /// Seed of the random workload
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Extra threads that serve logs, as the daemon's `workers` [default: the configuration's]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 #[derive(Default)]

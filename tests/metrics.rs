@@ -7,6 +7,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
 use common::{log_file, Daemon, Raw};
@@ -372,4 +373,89 @@ async fn an_address_in_use_is_one_error_line_and_the_daemon_serves_on() {
     let mut raw = Raw::new(dir.path(), &daemon.socket);
     let ctr = Request::Ctr { args: "1000 core 8".into(), reconnect: false };
     assert_eq!(raw.call("served", &ctr).await.error, 0);
+}
+
+/// A scrape with a disk log served passes `promtool check metrics` and has the `process_*`
+/// families exporters serve, and every metric that the
+/// shipped Grafana dashboard and alert rules query is one the endpoint serves; the rules
+/// pass `promtool check rules`.
+#[tokio::test]
+async fn promtool_accepts_the_scrape_and_the_dashboards_metrics_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let address = started(&daemon).expect("the endpoint listens");
+    let mut raw = Raw::new(dir.path(), &daemon.socket);
+    let path = log_file(dir.path(), "disk.log", 125);
+    let ctr = Request::Ctr { args: format!("1000 disk {} 8", path.display()), reconnect: false };
+    assert_eq!(raw.call("dash", &ctr).await.error, 0);
+    assert_eq!(raw.call("dash", &Request::Resume).await.error, 0);
+    assert_eq!(
+        raw.call("dash", &Request::Flush(RegionBatch::from_regions(&[3]).unwrap())).await.error,
+        0
+    );
+    assert_eq!(raw.call("nobody", &Request::GetSyncCount).await.error, -libc::ESRCH);
+    let (_, _, body) = http(address, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(body.as_bytes());
+    assert!(promtool.status.success(), "{}", String::from_utf8_lossy(&promtool.stdout));
+    promtool = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/dm-ulogd.rules.yml"))
+        .output()
+        .unwrap();
+    assert!(promtool.status.success(), "{}", String::from_utf8_lossy(&promtool.stdout));
+
+    let served: HashSet<&str> =
+        body.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    for process in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(served.contains(process), "no {process} in:\n{body}");
+    }
+    for file in ["dist/dm-ulogd.dashboard.json", "dist/dm-ulogd.rules.yml"] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        let queried = metric_names(&text);
+        assert!(!queried.is_empty(), "{file} queries no dm_ulogd metric");
+        for name in queried {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix).filter(|f| served.contains(f)))
+                .unwrap_or(&name);
+            assert!(served.contains(family), "{file} queries {name}, which no scrape serves");
+        }
+    }
+}
+
+/// Every `dm_ulogd_…` identifier in `text`.
+fn metric_names(text: &str) -> HashSet<String> {
+    let mut names = HashSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("dm_ulogd_") {
+        let tail = &rest[at..];
+        let end =
+            tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Runs a command with `input` on its standard input.
+trait WithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl WithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        let mut child = self.stdout(std::process::Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
 }

@@ -243,7 +243,7 @@ async fn a_systemd_restart_hands_the_socket_and_every_log_over() {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
         let (text, socket) = systemd.stored();
-        assert_eq!(text, "FDSTORE=1\nFDNAME=transport");
+        assert_eq!(text, "FDSTORE=1\nFDNAME=transport\n");
         assert!(first.wait().unwrap().success());
         let second = start_as_systemd(&restarted, &systemd.path, Some(&socket));
         *started.lock().unwrap() = Some((second, socket));

@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::services::Services;
 use crate::shadow::StateDir;
-use crate::socket_actor::{Drain, SocketActor};
+use crate::socket_actor::{Drain, Ping, SocketActor};
 use crate::status::LogStatus;
 use crate::transport::{ReplySink, Transport};
 
@@ -95,6 +95,8 @@ impl Engine {
     /// A handle that reports on the logs, for a status endpoint; it outlives nothing.
     pub fn observer(&self) -> Observer {
         Observer {
+            socket: self.socket.clone(),
+            state_dir: self.state_dir.as_ref().map(|dir| dir.path().to_owned()),
             registry: self.registry.clone(),
             metrics: self.services.metrics.clone(),
             replies: self.services.sink.clone(),
@@ -212,6 +214,8 @@ fn journal_budget() -> usize {
 /// Reports on the logs of a running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Observer {
+    socket: Addr<SocketActor>,
+    state_dir: Option<PathBuf>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     replies: ReplySink,
@@ -229,6 +233,30 @@ impl Observer {
         }
         logs.sort_by(|a, b| (&a.uuid, a.luid).cmp(&(&b.uuid, b.luid)));
         logs
+    }
+
+    /// Whether the socket actor and every log actor answer within `within`: each handles
+    /// its messages in turn, so one that answers a probe is not stuck behind anything (a hung
+    /// log device, a busy loop). For a watchdog: a stuck engine must not be reported alive.
+    pub async fn responsive(&self, within: std::time::Duration) -> bool {
+        let probes = async {
+            if self.socket.send(Ping).await.is_err() {
+                return false;
+            }
+            // A log that stops meanwhile answers nothing, and is not stuck: it is gone.
+            for log in self.registry.all() {
+                let _ = log.describe().await;
+            }
+            true
+        };
+        tokio::time::timeout(within, probes).await.unwrap_or(false)
+    }
+
+    /// How many shadows in the state directory belong to no log served: logs whose kernel
+    /// has not reconnected since the last daemon stopped.
+    pub fn waiting_shadows(&self) -> usize {
+        let Some(dir) = &self.state_dir else { return 0 };
+        crate::shadow::waiting(dir, &self.registry.keys())
     }
 
     /// The engine's request, error and latency counters.

@@ -105,6 +105,11 @@ impl Registry {
         self.logs.remove_if(key, |_, entry| entry.generation == generation);
     }
 
+    /// Every routed key.
+    pub(crate) fn keys(&self) -> Vec<LogKey> {
+        self.logs.iter().map(|entry| entry.key().clone()).collect()
+    }
+
     /// Every routed actor.
     pub(crate) fn all(&self) -> Vec<LogHandle> {
         self.logs.iter().map(|entry| entry.addr.clone()).collect()

@@ -308,3 +308,14 @@ impl Handler<Drain> for SocketActor {
         Box::pin(async move { carried.await.unwrap_or_default() })
     }
 }
+
+/// Answers at once: the socket actor is not stuck (a liveness probe).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Ping;
+
+impl Handler<Ping> for SocketActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}

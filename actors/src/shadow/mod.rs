@@ -40,6 +40,24 @@ pub use format::{Owner, Replayed, Unusable};
 const COMPACT_FACTOR: u64 = 4;
 const MIN_COMPACT_BYTES: u64 = 64 * 1024;
 
+/// The shadow file's name of `key`, without its extension.
+fn file_stem(key: &LogKey) -> String {
+    format!("{:016x}-{:016x}", key.luid, fnv1a(key.uuid.as_bytes()))
+}
+
+/// How many shadows in `dir` belong to none of `served`: logs the kernel has not reconnected
+/// since the last daemon stopped (or crashed), or whose tables went while no daemon ran.
+pub fn waiting(dir: &std::path::Path, served: &[LogKey]) -> usize {
+    let served: std::collections::HashSet<String> =
+        served.iter().map(|key| format!("{}.shadow", file_stem(key))).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".shadow") && !served.contains(name))
+        .count()
+}
+
 /// Why the shadow found at a reconnect was not taken back.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -80,7 +98,7 @@ impl Shadow {
     /// The shadow of `key` in `dir`. The file is named after the luid and a hash of the uuid
     /// (a uuid may hold any byte and be 128 long); the snapshot holds both in full.
     pub fn new(dir: Arc<StateDir>, key: &LogKey) -> Shadow {
-        let stem = format!("{:016x}-{:016x}", key.luid, fnv1a(key.uuid.as_bytes()));
+        let stem = file_stem(key);
         let name = |ext: &str| c_path(format!("{stem}.{ext}").as_bytes()).expect("no NUL");
         Shadow {
             dir,

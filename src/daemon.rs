@@ -121,12 +121,9 @@ async fn serve(
         tracing::info!("stopped: handed over");
         std::process::exit(0);
     }
-    // The lock is still held, so the sockets are this daemon's own. A unix transport's path
-    // stays for the instance the socket was handed to.
+    // The lock is still held, so the sockets are this daemon's own.
     if let TransportSpec::Unix(path) = &settings.transport {
-        if !handed {
-            let _ = std::fs::remove_file(path);
-        }
+        let _ = std::fs::remove_file(path);
     }
     if control_bound {
         let _ = std::fs::remove_file(&settings.control_socket);

@@ -144,6 +144,9 @@ impl Manifest {
             ino: head.u64().ok_or(short.clone())?,
         };
         let count = head.u32().ok_or(short)?;
+        if !head.0.is_empty() {
+            return Err(Unreadable("bytes after the first record's log count"));
+        }
         let logs = (0..count)
             .map(|_| records.next().ok_or(Unreadable("a log's record is missing or torn")))
             .map(|payload| payload.and_then(decode_log))

@@ -117,3 +117,14 @@ fn snapshot_at_the_last_position_of_the_total_order() {
     assert!(state.apply(member, &Op::GetResyncWork).is_ok());
     assert_eq!(state.applied(), 0, "the position wraps, as nothing can reach it");
 }
+
+/// Target `handover_manifest`: a manifest whose first record holds bytes past its log count
+/// decoded, and encoded to other bytes (handover.rs, `Manifest::decode`): such a file is not
+/// one a daemon wrote, and carries nothing.
+#[test]
+fn handover_manifest_with_bytes_after_the_log_count() {
+    // As the fuzzer found it, without its flags byte, and with the checksum the target
+    // recomputed (flag bit 0) in place.
+    let found = hex("2f000000727cdd946db990f6444d554c484e443101000000280000002e08000000000003000000000000000034303936206469ff00006520003301");
+    assert!(dm_ulog_actors::handover::Manifest::decode(&found).is_err());
+}

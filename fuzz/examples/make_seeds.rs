@@ -9,6 +9,7 @@ use std::path::Path;
 
 use dm_ulog_actors::cluster::message::{Message, Snapshot};
 use dm_ulog_actors::cluster::state::{ClusterState, Member, Op};
+use dm_ulog_actors::handover::{CarriedLog, Manifest, Phase, SocketId};
 use dm_ulog_actors::region::{Change, LogArgs, ShadowSets, SyncMode};
 use dm_ulog_actors::shadow::format::{changes, snapshot, Owner};
 use dm_ulog_actors::store::format::{load, Layout};
@@ -105,6 +106,26 @@ fn shadow() {
     write("shadow_replay", "empty-sets", &with(8, 1, &snapshot(owner, &ShadowSets::default())));
 }
 
+fn handover() {
+    let log = |uuid: &str, luid, ctr: &str, phase| CarriedLog {
+        key: LogKey { uuid: Uuid::new(uuid).unwrap(), luid },
+        ctr: ctr.to_owned(),
+        phase,
+    };
+    let manifest = Manifest {
+        socket: SocketId { dev: 8, ino: 4242 },
+        logs: vec![
+            log("LVM-fuzz-handover", 1, "2048 core 8", Phase::Resumed),
+            log("KT14-1", 2, "4096 disk /dev/ram72 128", Phase::Reconnected),
+            log("KT15-c0", 3, "4096 core 128 nosync", Phase::Constructed),
+        ],
+    };
+    // The flags byte (bit 0: recompute checksums), then the file.
+    write("handover_manifest", "three-logs", &[&[0u8][..], &manifest.encode()].concat());
+    let empty = Manifest { socket: SocketId { dev: 0, ino: 1 }, logs: vec![] };
+    write("handover_manifest", "no-logs", &[&[1u8][..], &empty.encode()].concat());
+}
+
 fn disk() {
     let count = RegionCount(300);
     let loaded = load(&[], count, SyncMode::Default);
@@ -132,7 +153,7 @@ fn cluster() {
         Op::IsRemoteRecovering(5),
     ];
     for (i, op) in ops.iter().enumerate() {
-        write("cluster_message", &format!("op-{i}"), &Message::encode_op(op));
+        write("cluster_message", &format!("op-{i}"), &Message::Op(op.clone()).encode());
     }
     write("cluster_message", "durable", &Message::Durable(99).encode());
     let args: LogArgs = "1024 clustered-core 8".parse().unwrap();
@@ -156,6 +177,7 @@ fn main() {
     wire();
     ctr();
     shadow();
+    handover();
     disk();
     cluster();
 }

@@ -1,38 +1,50 @@
-//! The metrics endpoint: a minimal HTTP/1.1 responder that answers `GET /metrics` with the
-//! Prometheus text format (see `exposition`), and nothing else.
+//! The metrics endpoint: hyper's HTTP/1.1 server, answering `GET /metrics` (and `HEAD`)
+//! with the engine's metrics (see `exposition`) in the format the scraper asks for.
 //!
 //! It runs on a thread and runtime of its own, so a scrape never takes time from the
 //! thread that answers the kernel: rendering thousands of logs costs milliseconds, and the
-//! kernel waits for every reply. Clients are not trusted to behave: a request head must
-//! arrive whole within [`READ_TIMEOUT`] and fit in [`MAX_HEAD`] bytes, a response must be
-//! taken within [`WRITE_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served at once (more
-//! wait in the listen backlog). Every response closes its connection.
+//! kernel waits for every reply. Clients are not trusted to behave: hyper closes a
+//! connection whose request head does not arrive whole within [`HEAD_TIMEOUT`] (which an
+//! idle keep-alive connection runs out too) and answers 431 to a head larger than
+//! [`MAX_HEAD`] bytes or [`MAX_HEADERS`] headers; a response not taken within
+//! [`WRITE_TIMEOUT`] closes its connection. Up to [`MAX_CONNECTIONS`] are open at once (more
+//! wait in the listen backlog): far more than scrapers open, so idle ones starve no scrape.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dm_ulog_actors::Observer;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 
 use crate::daemon::Observers;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use crate::exposition::{Format, Scrape};
 
-use crate::exposition;
-
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request head may take, counted from the end of the previous response on a
+/// kept-alive connection: longer than the common scrape intervals (15 s, 30 s), so that
+/// Prometheus keeps its connection between scrapes.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(35);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the logs may take to report. A log actor waiting on a hung log device answers
 /// nothing meanwhile; the scrape then fails (503) rather than hold its connection forever.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Far more than a scraper's request head (a few hundred bytes).
+/// Far more than a scraper's request head (a few hundred bytes); hyper's least.
 const MAX_HEAD: usize = 8192;
-const MAX_CONNECTIONS: usize = 8;
-
-/// The version of the text format served, as its content type names it.
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const MAX_HEADERS: usize = 32;
+const MAX_CONNECTIONS: usize = 512;
+/// Scrapes asking the logs at once: each asks every log actor, so a burst of scrapers must
+/// not queue thousands of status requests in front of the kernel's.
+const MAX_SCRAPES: usize = 4;
 
 /// Binds the endpoint's socket, so that a failure shows at start-up.
 pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -42,12 +54,12 @@ pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Serves the endpoint on a thread of its own until the process exits.
-pub fn spawn(listener: std::net::TcpListener, observer: Observers) -> io::Result<()> {
+pub fn spawn(listener: std::net::TcpListener, observers: Observers) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
         runtime.block_on(async move {
             match TcpListener::from_std(listener) {
-                Ok(listener) => serve(listener, observer).await,
+                Ok(listener) => serve(listener, observers).await,
                 Err(error) => tracing::error!(%error, "metrics endpoint failed"),
             }
         })
@@ -55,10 +67,16 @@ pub fn spawn(listener: std::net::TcpListener, observer: Observers) -> io::Result
     Ok(())
 }
 
-async fn serve(listener: TcpListener, observer: Observers) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn serve(listener: TcpListener, observers: Observers) {
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let endpoint = Endpoint { observers, scrapes: Arc::new(Semaphore::new(MAX_SCRAPES)) };
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .max_headers(MAX_HEADERS);
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Ok(slot) = connections.clone().acquire_owned().await else { return };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
@@ -68,95 +86,67 @@ async fn serve(listener: TcpListener, observer: Observers) {
                 continue;
             }
         };
-        let observer = observer.borrow().clone();
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let endpoint = endpoint.clone();
+        let service = service_fn(move |request| {
+            let endpoint = endpoint.clone();
+            async move { Ok::<_, Infallible>(endpoint.answer(request).await) }
+        });
+        let connection = http.serve_connection(TokioIo::new(Box::pin(stream)), service);
         tokio::spawn(async move {
-            answer(stream, &observer).await;
+            // A client gone, timed out or speaking no HTTP ends its connection; nothing else.
+            let _ = connection.await;
             drop(slot);
         });
     }
 }
 
-/// Reads one request head and writes one response.
-async fn answer(mut stream: TcpStream, observer: &Observer) {
-    let response = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Err(_) | Ok(Err(_)) => return,
-        Ok(Ok(None)) => {
-            response("431 Request Header Fields Too Large", "text/plain", "too large\n")
-        }
-        Ok(Ok(Some(head))) => match request_line(&head) {
-            None => response("400 Bad Request", "text/plain", "bad request\n"),
-            Some(("GET", "/metrics")) => scrape(observer).await,
-            Some(("GET", _)) => response("404 Not Found", "text/plain", "try /metrics\n"),
-            Some(_) => response("405 Method Not Allowed", "text/plain", "GET only\n"),
-        },
-    };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
-        stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await
-    })
-    .await;
+#[derive(Clone)]
+struct Endpoint {
+    observers: Observers,
+    scrapes: Arc<Semaphore>,
 }
 
-/// The metrics, or 503 when the logs do not all report within [`STATUS_TIMEOUT`].
-async fn scrape(observer: &Observer) -> String {
-    match tokio::time::timeout(STATUS_TIMEOUT, observer.status()).await {
-        Ok(logs) => response("200 OK", CONTENT_TYPE, &exposition::render(observer, &logs)),
-        Err(_) => response("503 Service Unavailable", "text/plain", "logs late\n"),
+impl Endpoint {
+    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+        match (reads, request.uri().path()) {
+            (true, "/metrics") => {
+                let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+                self.scrape(Format::accepted(accept)).await
+            }
+            (true, _) => plain(StatusCode::NOT_FOUND, "try /metrics\n"),
+            (false, _) => {
+                let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n");
+                response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+                response
+            }
+        }
+    }
+
+    /// The metrics, or 503 when the logs do not all report within [`STATUS_TIMEOUT`].
+    async fn scrape(&self, format: Format) -> Response<Full<Bytes>> {
+        let observer = self.observers.borrow().clone();
+        let report = async {
+            let _turn = self.scrapes.acquire().await;
+            observer.status().await
+        };
+        let Ok(logs) = tokio::time::timeout(STATUS_TIMEOUT, report).await else {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "logs late\n");
+        };
+        let text = Scrape::take(&observer, logs).encode(format);
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        response
     }
 }
 
-/// The request head, up to its blank line; `None` when it is larger than [`MAX_HEAD`].
-async fn read_head(stream: &mut TcpStream) -> io::Result<Option<String>> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let blank_line = head.windows(4).position(|w| w == b"\r\n\r\n");
-        if let Some(end) = blank_line.or_else(|| head.windows(2).position(|w| w == b"\n\n")) {
-            return Ok(Some(String::from_utf8_lossy(&head[..end]).into_owned()));
-        }
-        if head.len() > MAX_HEAD {
-            return Ok(None);
-        }
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        head.extend_from_slice(&chunk[..read]);
-    }
-}
-
-/// The method and the path (without a query) of `METHOD TARGET HTTP/1.x`.
-fn request_line(head: &str) -> Option<(&str, &str)> {
-    let line = head.lines().next()?;
-    let mut words = line.split(' ');
-    let (method, target, version) = (words.next()?, words.next()?, words.next()?);
-    let path = target.split('?').next()?;
-    (words.next().is_none() && version.starts_with("HTTP/1.") && path.starts_with('/'))
-        .then_some((method, path))
-}
-
-fn response(status: &str, content_type: &str, body: &str) -> String {
-    // A 405 must say what is allowed (RFC 9110).
-    let allow = if status.starts_with("405") { "Allow: GET\r\n" } else { "" };
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         {allow}Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_lines_are_read_strictly() {
-        assert_eq!(request_line("GET /metrics HTTP/1.1\r\n\r\n"), Some(("GET", "/metrics")));
-        assert_eq!(request_line("GET /metrics?x=1 HTTP/1.0\n\n"), Some(("GET", "/metrics")));
-        assert_eq!(request_line("POST / HTTP/1.1\r\n\r\n"), Some(("POST", "/")));
-        for bad in ["", "GET\r\n\r\n", "GET /metrics\r\n\r\n", "GET metrics HTTP/1.1\r\n\r\n"] {
-            assert_eq!(request_line(bad), None, "{bad:?}");
-        }
-        assert_eq!(request_line("GET /metrics HTTP/1.1 extra\r\n\r\n"), None);
-    }
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
 }

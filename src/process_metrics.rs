@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The process's figures at one scrape.
+#[derive(Debug)]
 pub struct ProcessSample {
     pub cpu_seconds: f64,
     pub resident_bytes: u64,

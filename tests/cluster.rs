@@ -336,10 +336,18 @@ async fn a_partition_without_quorum_changes_nothing_until_it_heals() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!minority.is_finished(), "a partition without quorum changed the log");
+    // What an operator's alert sees: the FLUSH held on node 3, nothing held on the others.
+    let held = "dm_ulogd_cluster_requests_held_inquorate";
+    while value(&cluster.scrape(3), held, "split") != 1.0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!minority.is_finished());
+    assert_eq!(value(&cluster.scrape(1), held, "split"), 0.0);
     assert!(!is_clean(&logs[1], 8).await);
     assert!(is_clean(&logs[1], 9).await && is_clean(&logs[1], 10).await);
     script(&["heal", "3"]);
     minority.await.unwrap();
+    assert_eq!(value(&cluster.scrape(3), held, "split"), 0.0);
     // Healed: node 3 took the majority's state, then its marks, in the order it sent them.
     for log in &logs {
         assert!(!is_clean(log, 9).await && !is_clean(log, 10).await);
@@ -389,6 +397,36 @@ async fn a_member_joining_a_16_mi_region_log_gets_all_of_its_state() {
     let chunks: u32 = sent.split("chunks=").nth(1).unwrap().parse().unwrap();
     eprintln!("the joiner's state came in {chunks} chunks");
     assert!(chunks > 2, "{sent}");
+    // The metrics tell the same: the bytes node 1 sent, and node 3 received, at least the
+    // 16 Mi regions' state; each member saw the views of the joins, all three now members.
+    let transfer = "dm_ulogd_cluster_state_transfer_bytes_total";
+    let bytes = |scrape: &str, direction: &str| {
+        let direction = format!("direction=\"{direction}\"");
+        let sent =
+            series(scrape, transfer, "big").into_iter().find(|(l, _)| l.contains(&direction));
+        sent.expect("a series per direction").1
+    };
+    let (first, joined) = (cluster.scrape(1), cluster.scrape(3));
+    let state = (REGIONS / 8) as f64 / 4.0;
+    assert!(bytes(&first, "sent") > state && bytes(&joined, "received") > state);
+    assert_eq!(bytes(&first, "received"), 0.0, "node 1 started the state");
+    assert_eq!(bytes(&joined, "sent"), 0.0);
+    for scrape in [&first, &joined] {
+        assert_eq!(value(scrape, "dm_ulogd_cluster_members", "big"), 3.0);
+        assert_eq!(value(scrape, "dm_ulogd_cluster_holds_state", "big"), 1.0);
+        assert!(value(scrape, "dm_ulogd_cluster_view_changes_total", "big") >= 1.0);
+        assert!(value(scrape, "dm_ulogd_cluster_multicasts_total", "big") >= 1.0);
+    }
+    assert!(value(&first, "dm_ulogd_cluster_view_changes_total", "big") >= 3.0, "3 joins");
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), first.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
 }
 
 #[tokio::test]

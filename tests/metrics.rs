@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
@@ -28,27 +28,58 @@ fn started(daemon: &Daemon) -> Option<SocketAddr> {
     panic!("dm-ulogd did not finish starting: {}", daemon.output());
 }
 
-/// Sends `request` as it is and returns the status line, headers and body of the response.
-fn http(address: SocketAddr, request: &[u8]) -> (String, String, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.write_all(request).unwrap();
-    let mut response = Vec::new();
-    // The server closes after answering; closing with a request left unread (one too large)
-    // resets the connection, which ends the read after the response has been read.
-    if let Err(error) = stream.read_to_end(&mut response) {
-        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+/// One HTTP response as read off the wire.
+struct Response {
+    status: String,
+    /// Names lowercased, as HTTP/1.1 compares them.
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.as_str())
     }
-    let response = String::from_utf8(response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    (status.to_owned(), headers.to_owned(), body.to_owned())
+}
+
+/// Reads one response: its head, then the bytes its Content-Length gives (none after a
+/// HEAD request), so that the connection can carry the next one.
+fn read_response(reader: &mut BufReader<TcpStream>, to_head: bool) -> Response {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let Some((name, value)) = line.trim_end().split_once(':') else { break };
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let mut response =
+        Response { status: status.trim_end().to_owned(), headers, body: String::new() };
+    let length: usize = response.header("content-length").expect("a length").parse().unwrap();
+    if !to_head {
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        response.body = String::from_utf8(body).unwrap();
+    }
+    response
+}
+
+/// Sends `request` as it is, on a connection of its own, and reads the response.
+fn http(address: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(address).unwrap();
+    // A server that never answers fails the test instead of hanging it.
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream.write_all(request).unwrap();
+    read_response(&mut BufReader::new(stream), request.starts_with(b"HEAD "))
 }
 
 fn scrape(address: SocketAddr) -> Exposition {
-    let (status, headers, body) = http(address, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(headers.contains("Content-Type: text/plain; version=0.0.4"), "{headers}");
-    Exposition::parse(&body)
+    let response = http(address, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(response.status, "HTTP/1.1 200 OK");
+    let content_type = response.header("content-type");
+    assert_eq!(content_type, Some("text/plain; version=0.0.4; charset=utf-8"));
+    Exposition::parse(&response.body)
 }
 
 /// A series' labels, sorted.
@@ -332,31 +363,127 @@ fn the_endpoint_is_off_by_default() {
 }
 
 #[test]
-fn the_endpoint_answers_only_get_metrics_and_outlasts_bad_clients() {
+fn the_endpoint_answers_only_metrics_reads_and_refuses_what_is_not_http() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
     let address = started(&daemon).expect("the endpoint listens");
-    // A client that connects and says nothing holds up no one else.
-    let _silent = TcpStream::connect(address).unwrap();
-    let _partial = {
-        let mut stream = TcpStream::connect(address).unwrap();
-        stream.write_all(b"GET /metr").unwrap();
-        stream
-    };
-    let status = |request: &[u8]| http(address, request).0;
+    let status = |request: &[u8]| http(address, request).status;
     assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), "HTTP/1.1 404 Not Found");
     assert_eq!(status(b"GET /metrics/x HTTP/1.1\r\n\r\n"), "HTTP/1.1 404 Not Found");
-    let (post, headers, _) = http(address, b"POST /metrics HTTP/1.1\r\n\r\n");
-    assert_eq!(post, "HTTP/1.1 405 Method Not Allowed");
-    assert!(headers.contains("Allow: GET"), "{headers}");
+    let post = http(address, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(post.status, "HTTP/1.1 405 Method Not Allowed");
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
     assert_eq!(status(b"\x16\x03\x01 hello\r\n\r\n"), "HTTP/1.1 400 Bad Request");
     let mut huge = b"GET /metrics HTTP/1.1\r\n".to_vec();
     huge.extend(std::iter::repeat_n(b"X-Padding: 0123456789abcdef\r\n", 1000).flatten());
     huge.extend(b"\r\n");
     assert_eq!(status(&huge), "HTTP/1.1 431 Request Header Fields Too Large");
+    let mut many = b"GET /metrics HTTP/1.1\r\n".to_vec();
+    for i in 0..40 {
+        many.extend(format!("X-{i}: 1\r\n").bytes());
+    }
+    many.extend(b"\r\n");
+    assert_eq!(status(&many), "HTTP/1.1 431 Request Header Fields Too Large");
     // And the endpoint still serves.
     let scrape = scrape(address);
     assert_eq!(scrape.get("dm_ulogd_requests_total", &[("request", "CTR")]), Some(0.0));
+}
+
+/// What HTTP clients rely on: one kept-alive connection carries request after request,
+/// pipelined or not; HEAD gets the head a GET would, without the body; a proxy's
+/// absolute-form target and a query string name the same resource.
+#[test]
+fn the_endpoint_serves_http_as_clients_expect() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let address = started(&daemon).expect("the endpoint listens");
+    let stream = TcpStream::connect(address).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let absolute = format!("GET http://{address}/metrics?from=proxy HTTP/1.1\r\nHost: x\r\n\r\n");
+    let requests: [(&[u8], bool); 4] = [
+        (b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", false),
+        (b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", true),
+        (absolute.as_bytes(), false),
+        (b"GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false),
+    ];
+    for (request, to_head) in requests {
+        writer.write_all(request).unwrap();
+        let response = read_response(&mut reader, to_head);
+        assert_eq!(response.status[9..], *"200 OK", "{:?}", String::from_utf8_lossy(request));
+        let length: usize = response.header("content-length").unwrap().parse().unwrap();
+        assert!(length > 1000, "a whole scrape is announced");
+        if !to_head {
+            Exposition::parse(&response.body);
+        }
+    }
+    // Pipelined: three requests written at once, three responses in order.
+    writer.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2)).unwrap();
+    writer.write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut reader, false).status, "HTTP/1.1 200 OK");
+    assert_eq!(read_response(&mut reader, false).status, "HTTP/1.1 200 OK");
+    let last = read_response(&mut reader, false);
+    assert_eq!(last.status, "HTTP/1.1 404 Not Found");
+    assert_eq!(last.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "the server closed as asked");
+}
+
+/// Connections that say nothing, say half a request, or ask and never read the answer take
+/// nothing from a scraper: 140 of them (a scrape got nothing for 60 s behind 8 before).
+#[test]
+fn idle_and_stalled_connections_do_not_starve_a_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let address = started(&daemon).expect("the endpoint listens");
+    let mut held = Vec::new();
+    for i in 0..140 {
+        let mut stream = TcpStream::connect(address).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => stream.write_all(b"GET /metr").unwrap(),
+            _ => stream.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50)).unwrap(),
+        }
+        held.push(stream);
+    }
+    let scrape = scrape(address);
+    assert_eq!(scrape.get("dm_ulogd_requests_total", &[("request", "CTR")]), Some(0.0));
+    assert!(daemon.output().lines().all(|line| !line.contains("ERROR")), "{}", daemon.output());
+}
+
+/// OpenMetrics, which Prometheus asks for first, is served to whoever names it in Accept,
+/// and the reference parser (Python's prometheus_client) reads it whole.
+#[tokio::test]
+async fn openmetrics_is_served_to_scrapers_that_ask_and_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let address = started(&daemon).expect("the endpoint listens");
+    let mut raw = Raw::new(dir.path(), &daemon.socket);
+    let ctr = Request::Ctr { args: "1000 core 8".into(), reconnect: false };
+    assert_eq!(raw.call("open", &ctr).await.error, 0);
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\n\r\n");
+    let response = http(address, request.as_bytes());
+    assert_eq!(response.status, "HTTP/1.1 200 OK");
+    let content_type = response.header("content-type");
+    assert_eq!(content_type, Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert!(response.body.ends_with("# EOF\n"));
+    let parser = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for sample in family.samples:
+        print(family.type, sample.name, sample.labels.get("request", ""), int(sample.value))
+"#;
+    let parsed = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(response.body.as_bytes());
+    let printed = String::from_utf8_lossy(&parsed.stdout);
+    assert!(parsed.status.success(), "{printed}");
+    assert!(printed.lines().any(|l| l == "counter dm_ulogd_requests_total CTR 1"), "{printed}");
+    assert!(printed.lines().any(|l| l == "gauge dm_ulogd_log_regions  125"), "{printed}");
 }
 
 #[tokio::test]
@@ -378,7 +505,7 @@ async fn an_address_in_use_is_one_error_line_and_the_daemon_serves_on() {
 /// A scrape with a disk log served passes `promtool check metrics` and has the `process_*`
 /// families exporters serve, and every metric that the
 /// shipped Grafana dashboard and alert rules query is one the endpoint serves; the rules
-/// pass `promtool check rules`.
+/// pass `promtool check rules` and their unit tests (`promtool test rules`).
 #[tokio::test]
 async fn promtool_accepts_the_scrape_and_the_dashboards_metrics_exist() {
     let dir = tempfile::tempdir().unwrap();
@@ -394,7 +521,7 @@ async fn promtool_accepts_the_scrape_and_the_dashboards_metrics_exist() {
         0
     );
     assert_eq!(raw.call("nobody", &Request::GetSyncCount).await.error, -libc::ESRCH);
-    let (_, _, body) = http(address, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+    let body = http(address, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").body;
 
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -404,6 +531,13 @@ async fn promtool_accepts_the_scrape_and_the_dashboards_metrics_exist() {
     promtool = std::process::Command::new("promtool")
         .args(["check", "rules"])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/dm-ulogd.rules.yml"))
+        .output()
+        .unwrap();
+    assert!(promtool.status.success(), "{}", String::from_utf8_lossy(&promtool.stdout));
+    // And the alerts fire on what should fire them, and only then.
+    promtool = std::process::Command::new("promtool")
+        .args(["test", "rules", "dm-ulogd.rules.test.yml"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/alerts"))
         .output()
         .unwrap();
     assert!(promtool.status.success(), "{}", String::from_utf8_lossy(&promtool.stdout));

@@ -50,19 +50,20 @@ pub(crate) struct Histogram {
     sum_nanos: AtomicU64,
 }
 
-/// A histogram as read at one moment, cumulative as the exposition format wants it.
+/// A histogram as read at one moment, bucket by bucket as prometheus-client takes it (its
+/// encoder makes the counts cumulative).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramSnapshot {
-    /// `(upper bound in seconds, observations at or below it)`, ascending; the last bound is
-    /// infinity, so its count is every observation.
+    /// `(upper bound in seconds, observations above the previous bound and at or below this
+    /// one)`, ascending; the last bound is infinity.
     pub buckets: Vec<(f64, u64)>,
     pub sum_seconds: f64,
 }
 
 impl HistogramSnapshot {
-    /// How many observations there were: the count of the infinite bucket.
+    /// How many observations there were.
     pub fn count(&self) -> u64 {
-        self.buckets.last().map_or(0, |(_, count)| *count)
+        self.buckets.iter().map(|(_, count)| count).sum()
     }
 }
 
@@ -80,16 +81,10 @@ impl Histogram {
 
     pub fn snapshot(&self) -> HistogramSnapshot {
         let bounds = BOUNDS_NANOS.iter().map(|nanos| *nanos as f64 / 1e9).chain([f64::INFINITY]);
-        let mut below = 0;
-        let buckets = bounds
-            .zip(&self.buckets)
-            .map(|(bound, count)| {
-                below += count.load(Ordering::Relaxed);
-                (bound, below)
-            })
-            .collect();
+        let buckets =
+            bounds.zip(&self.buckets).map(|(bound, count)| (bound, count.load(Ordering::Relaxed)));
         HistogramSnapshot {
-            buckets,
+            buckets: buckets.collect(),
             sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
         }
     }
@@ -213,16 +208,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_histogram_counts_each_observation_in_its_bucket_and_above() {
+    fn a_histogram_counts_each_observation_in_its_bucket() {
         let histogram = Histogram::new();
         histogram.observe(Duration::from_micros(10)); // on the first bound: in it
         histogram.observe(Duration::from_micros(11));
         histogram.observe(Duration::from_secs(20)); // past the last bound
         let snapshot = histogram.snapshot();
         assert_eq!(snapshot.buckets[0], (0.00001, 1));
-        assert_eq!(snapshot.buckets[1], (0.000025, 2));
-        assert_eq!(snapshot.buckets[BOUNDS_NANOS.len() - 1], (15.0, 2));
-        assert_eq!(snapshot.buckets[BOUNDS_NANOS.len()], (f64::INFINITY, 3));
+        assert_eq!(snapshot.buckets[1], (0.000025, 1));
+        assert_eq!(snapshot.buckets[BOUNDS_NANOS.len() - 1], (15.0, 0));
+        assert_eq!(snapshot.buckets[BOUNDS_NANOS.len()], (f64::INFINITY, 1));
         assert_eq!(snapshot.count(), 3);
         assert!((snapshot.sum_seconds - 20.000021).abs() < 1e-9);
     }

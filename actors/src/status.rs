@@ -38,4 +38,16 @@ pub struct ClusterStatus {
     pub writer: bool,
     /// Messages this member has multicast for the log: ops, snapshots, durability notes.
     pub multicasts: u64,
+    /// Views (membership changes) of the group this member has seen.
+    #[serde(default)]
+    pub view_changes: u64,
+    /// Bytes of state snapshots this member sent to joining members.
+    #[serde(default)]
+    pub transfer_sent_bytes: u64,
+    /// Bytes of state snapshots this member received while it lacked the state.
+    #[serde(default)]
+    pub transfer_received_bytes: u64,
+    /// Requests waiting unanswered because this host has no quorum (0 while it has).
+    #[serde(default)]
+    pub held_inquorate: u64,
 }

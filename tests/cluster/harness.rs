@@ -21,6 +21,9 @@ use dm_ulog_actors::LogStatus;
 /// and bench process takes this lock (flock) for as long as its cluster is up.
 const MACHINE_LOCK: &str = "/tmp/dm-ulogd-cluster-namespaces.lock";
 
+/// Where each node's metrics endpoint listens, inside its namespace.
+const METRICS: &str = "127.0.0.1:9187";
+
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/cluster.sh");
 
 /// The cluster, its daemons, and a simulated kernel per node.
@@ -68,6 +71,8 @@ impl Cluster {
             .args(["netns", "exec", &format!("ulogd-n{node}"), env!("CARGO_BIN_EXE_dm-ulogd")])
             .args(daemon_args(&config, &socket, &control, Some(&state_dir)))
             .args(["--corosync", "--log-level", "debug"])
+            // Each namespace has a loopback of its own: every node listens on the same port.
+            .args(["--metrics-listen", METRICS])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -112,6 +117,19 @@ impl Cluster {
             logs.push(log);
         }
         logs
+    }
+
+    /// A scrape of node `node`'s metrics endpoint, from inside its namespace.
+    pub fn scrape(&self, node: u32) -> String {
+        let fetch = format!(
+            "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://{METRICS}/metrics').read().decode())"
+        );
+        let output = Command::new("ip")
+            .args(["netns", "exec", &format!("ulogd-n{node}"), "/usr/bin/python3", "-c", &fetch])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
     }
 
     pub fn output(&self, node: u32) -> String {
@@ -202,6 +220,27 @@ pub async fn resync(log: &SimLog) -> Vec<u64> {
             Ok(ReplyPayload::ResyncWork(None)) => return recovered,
             other => panic!("GET_RESYNC_WORK: {other:?}"),
         }
+    }
+}
+
+/// The series of the family `name` for the log `uuid` in a scrape: each sample's labels
+/// (as written) and value.
+pub fn series(scrape: &str, name: &str, uuid: &str) -> Vec<(String, f64)> {
+    let uuid = format!("uuid=\"{uuid}\"");
+    scrape
+        .lines()
+        .filter_map(|line| {
+            let (labels, value) = line.strip_prefix(name)?.strip_prefix('{')?.split_once("} ")?;
+            labels.contains(&uuid).then(|| (labels.to_owned(), value.parse().unwrap()))
+        })
+        .collect()
+}
+
+/// The one series of the family `name` for the log `uuid`.
+pub fn value(scrape: &str, name: &str, uuid: &str) -> f64 {
+    match series(scrape, name, uuid).as_slice() {
+        [(_, value)] => *value,
+        other => panic!("{name} of {uuid}: {other:?} in\n{scrape}"),
     }
 }
 

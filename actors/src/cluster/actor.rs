@@ -75,8 +75,12 @@ pub(crate) struct ClusterLogActor {
     /// The position in the total order up to which the log device is durable.
     durable: u64,
     retry_scheduled: bool,
-    /// Messages multicast for this log, for the status report.
+    /// For the status report: messages multicast for this log, views seen, and the bytes
+    /// of state transferred to joiners and from the group.
     multicasts: u64,
+    view_changes: u64,
+    transfer_sent_bytes: u64,
+    transfer_received_bytes: u64,
     /// Counts the multicasts of ops: a hold (the MARKs and CLEARs waiting at the back of the
     /// order for what follows) lasts from the first op held to the next multicast of ops.
     hold_epoch: u64,
@@ -100,6 +104,9 @@ impl ClusterLogActor {
             durable: 0,
             retry_scheduled: false,
             multicasts: 0,
+            view_changes: 0,
+            transfer_sent_bytes: 0,
+            transfer_received_bytes: 0,
             hold_epoch: 0,
             hold_expired: None,
         }
@@ -370,10 +377,14 @@ impl ClusterLogActor {
                     }
                 }
                 tracing::info!(uuid = %self.core.key.uuid, members = ?members, left = ?left, "group view");
+                self.view_changes += 1;
                 effects
             }
             GroupEvent::Delivered { from, bytes } => match Message::decode(&bytes) {
                 Ok(message) => {
+                    if matches!(message, Message::Snapshot(_)) && replica.state().is_none() {
+                        self.transfer_received_bytes += bytes.len() as u64;
+                    }
                     let ops = match &message {
                         Message::Op(op) => std::slice::from_ref(op),
                         Message::Ops(ops) => ops.as_slice(),
@@ -421,7 +432,11 @@ impl ClusterLogActor {
                         );
                     }
                 }
-                self.outbox.push_back(message.encode());
+                let bytes = message.encode();
+                if matches!(message, Message::Snapshot(_)) {
+                    self.transfer_sent_bytes += bytes.len() as u64;
+                }
+                self.outbox.push_back(bytes);
             }
             Effect::Installed => {
                 tracing::info!(uuid = %self.core.key.uuid, luid = self.core.key.luid, "log state installed");
@@ -488,6 +503,14 @@ impl ServesLog for ClusterLogActor {
             holds_state: replica.and_then(Replica::state).is_some(),
             writer: self.disk.is_some() && replica.is_some_and(|r| r.writer() == Some(r.me())),
             multicasts: self.multicasts,
+            view_changes: self.view_changes,
+            transfer_sent_bytes: self.transfer_sent_bytes,
+            transfer_received_bytes: self.transfer_received_bytes,
+            held_inquorate: if self.quorum.is_quorate() {
+                0
+            } else {
+                self.slots.iter().filter(|slot| slot.to.is_some()).count() as u64
+            },
         })
     }
 

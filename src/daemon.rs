@@ -73,6 +73,7 @@ async fn serve(
         transport = %settings.transport, workers = settings.workers,
         metrics = %settings.metrics_listen, state_dir = %settings.state_dir.display(), "serving"
     );
+    engine.started().await;
     let serving = format!("serving {} logs", engine.log_count());
     notify(&[NotifyState::Ready, NotifyState::Status(&serving)]);
     serve_watchdog(observed_for_watchdog);
@@ -378,17 +379,7 @@ fn lock_memory() {
 /// thousands of mirrors needs more descriptors than the usual soft limit of 1024. The soft
 /// limit is raised to the hard one, as far as the host allows; a failure only means fewer.
 fn raise_open_file_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit for this process.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!(
-                    "could not raise the open-file limit; thousands of logs may not fit"
-                );
-            }
-        }
+    if let Err(error) = dm_ulog_actors::open_files::raise_to_hard_limit() {
+        tracing::warn!(%error, "could not raise the open-file limit; thousands of logs may not fit");
     }
 }

@@ -35,9 +35,6 @@ pub fn sample() -> Option<ProcessSample> {
     // SAFETY: sysconf(3) takes a name only.
     let (ticks, page) =
         unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit(2) fills the rlimit it is given.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     let started = STARTED.get().copied().unwrap_or_else(SystemTime::now);
     Some(ProcessSample {
         cpu_seconds: (field(14)? + field(15)?) as f64 / ticks.max(1) as f64,
@@ -45,7 +42,7 @@ pub fn sample() -> Option<ProcessSample> {
         virtual_bytes: field(23)?,
         resident_bytes: field(24)? * page.max(1) as u64,
         open_fds: std::fs::read_dir("/proc/self/fd").ok()?.count() as u64,
-        max_fds: limit.rlim_cur,
+        max_fds: dm_ulog_actors::open_files::soft_limit().ok()?,
         start_time_seconds: started.duration_since(UNIX_EPOCH).ok()?.as_secs_f64(),
     })
 }

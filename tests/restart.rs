@@ -166,6 +166,20 @@ impl Systemd {
     }
 }
 
+impl Systemd {
+    /// The next READY notification, with the status that comes with it.
+    fn ready(&self) -> String {
+        loop {
+            let mut text = [0u8; 256];
+            let n = self.notify.recv(&mut text).expect("a notification");
+            let text = String::from_utf8_lossy(&text[..n]).into_owned();
+            if text.starts_with("READY=1") {
+                return text;
+            }
+        }
+    }
+}
+
 /// Where one daemon's files are, whichever process serves them.
 #[derive(Clone)]
 struct Paths {
@@ -246,10 +260,13 @@ async fn a_systemd_restart_hands_the_socket_and_every_log_over() {
         assert_eq!(text, "FDSTORE=1\nFDNAME=transport\n");
         assert!(first.wait().unwrap().success());
         let second = start_as_systemd(&restarted, &systemd.path, Some(&socket));
-        *started.lock().unwrap() = Some((second, socket));
+        let ready = systemd.ready();
+        *started.lock().unwrap() = Some((second, socket, ready));
     })
     .await;
-    let (mut second, _stored) = next.lock().unwrap().take().unwrap();
+    let (mut second, _stored, ready) = next.lock().unwrap().take().unwrap();
+    // Ready once the logs are back, and it says so.
+    assert_eq!(ready, "READY=1\nSTATUS=serving 5 logs\n");
     let log = std::fs::read_to_string(paths.log()).unwrap();
     assert!(log.contains("socket stored with systemd for the next instance"), "{log}");
     assert!(log.contains("serving the socket the previous daemon passed on"), "{log}");

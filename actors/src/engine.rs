@@ -103,6 +103,13 @@ impl Engine {
         }
     }
 
+    /// Resolves once the engine has started: the logs a previous engine handed over are
+    /// registered by then, so that [`Engine::log_count`] counts them.
+    pub async fn started(&self) {
+        // An actor starts before it handles its first message.
+        let _ = self.socket.send(Ping).await;
+    }
+
     /// How many logs are being served.
     pub fn log_count(&self) -> usize {
         self.registry.len()
@@ -201,14 +208,8 @@ fn open_state_dir(path: &Path) -> Option<Arc<StateDir>> {
 /// How many shadow journals stay open: a quarter of the descriptors this process may have,
 /// leaving the rest to log devices (one each), sockets and the rest.
 fn journal_budget() -> usize {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit(2) fills the rlimit it is given.
-    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    if known {
-        usize::try_from(limit.rlim_cur / 4).unwrap_or(usize::MAX)
-    } else {
-        256
-    }
+    crate::open_files::soft_limit()
+        .map_or(256, |limit| usize::try_from(limit / 4).unwrap_or(usize::MAX))
 }
 
 /// Reports on the logs of a running engine; cheap to clone.

@@ -19,11 +19,13 @@
 //! - the actors: one message for every log actor (`log_messages`), the routing table
 //!   (`registry`), the core both log actors embed (`log_core`), the single-host log actor
 //!   (`log_actor`), the socket actor routing to them; [`Engine`] starts them;
-//! - [`metrics`]: what the actors count for operators (requests, errors, latencies).
+//! - [`metrics`]: what the actors count for operators (requests, errors, latencies);
+//! - [`open_files`]: the process's descriptor limit, read and raised.
 
 pub mod cluster;
 pub mod handover;
 pub mod metrics;
+pub mod open_files;
 pub mod region;
 pub mod shadow;
 pub mod store;

@@ -133,7 +133,7 @@ impl SocketActor {
     /// if the kernel had resumed it) and, if it had been resumed, the RESUME that the kernel
     /// would have replayed, in that order and before anything the kernel sends now.
     fn take_over(&mut self, carried: Vec<CarriedLog>) {
-        let count = carried.len();
+        let mut taken = 0;
         for CarriedLog { key, ctr, phase } in carried {
             let args = match ctr.parse::<LogArgs>() {
                 Ok(args) => args,
@@ -148,14 +148,15 @@ impl SocketActor {
                 LogRequest { header, request, peer: Peer::Engine, received: Instant::now() }
             };
             self.create(made(ctr), args);
+            taken += 1;
             if phase == Phase::Resumed {
                 // Just registered above, unless the CTR was refused (then the kernel's next
                 // request finds no log, and it replays the CTR itself).
                 let _ = self.registry.send(&key, made(Request::Resume));
             }
         }
-        if count > 0 {
-            tracing::info!(logs = count, "logs handed over by the previous daemon taken back");
+        if taken > 0 {
+            tracing::info!(logs = taken, "logs handed over by the previous daemon taken back");
         }
     }
 

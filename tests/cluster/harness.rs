@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dm_ulog_actors::sim::{KernelLink, LogTable, SimLog};
 
-use crate::common::{daemon_args, wait_bound};
+use crate::common::{daemon_args, promtool_check_metrics, wait_bound};
 use dm_ulog_actors::units::RegionIndex;
 use dm_ulog_actors::wire::{RegionBatch, ReplyPayload, Request};
 use dm_ulog_actors::LogStatus;
@@ -119,7 +119,8 @@ impl Cluster {
         logs
     }
 
-    /// A scrape of node `node`'s metrics endpoint, from inside its namespace.
+    /// A scrape of node `node`'s metrics endpoint, from inside its namespace, which
+    /// `promtool check metrics` passes.
     pub fn scrape(&self, node: u32) -> String {
         let fetch = format!(
             "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://{METRICS}/metrics').read().decode())"
@@ -129,7 +130,9 @@ impl Cluster {
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).unwrap()
+        let text = String::from_utf8(output.stdout).unwrap();
+        promtool_check_metrics(&text);
+        text
     }
 
     pub fn output(&self, node: u32) -> String {

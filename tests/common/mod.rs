@@ -351,7 +351,8 @@ impl Raw {
 }
 
 /// The body of one scrape of the daemon's metrics endpoint (started with
-/// `--metrics-listen 0`), once its line says where it listens.
+/// `--metrics-listen 0`), once its line says where it listens; `promtool check metrics`
+/// passes it.
 pub fn scrape(daemon: &Daemon) -> String {
     use std::io::{Read, Write};
     let address = loop {
@@ -364,10 +365,26 @@ pub fn scrape(daemon: &Daemon) -> String {
         std::thread::sleep(Duration::from_millis(10));
     };
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    response.split_once("\r\n\r\n").expect("a response head").1.to_owned()
+    let body = response.split_once("\r\n\r\n").expect("a response head").1.to_owned();
+    promtool_check_metrics(&body);
+    body
+}
+
+/// `promtool check metrics` (its parser and its linter) passes `text`.
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
 }
 
 /// The value of the sample named `name` (without labels) in a scrape.

@@ -408,7 +408,9 @@ async fn a_member_joining_a_16_mi_region_log_gets_all_of_its_state() {
     };
     let (first, joined) = (cluster.scrape(1), cluster.scrape(3));
     let state = (REGIONS / 8) as f64 / 4.0;
-    assert!(bytes(&first, "sent") > state && bytes(&joined, "received") > state);
+    let (sent, received) = (bytes(&first, "sent"), bytes(&joined, "received"));
+    eprintln!("state transfer: node 1 sent {sent} bytes, node 3 received {received}");
+    assert!(sent > state && received > state);
     assert_eq!(bytes(&first, "received"), 0.0, "node 1 started the state");
     assert_eq!(bytes(&joined, "sent"), 0.0);
     for scrape in [&first, &joined] {

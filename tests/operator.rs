@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -139,6 +140,40 @@ fn the_shipped_configuration_file_is_the_defaults() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unix socket /nonexistent-dir/x.sock"));
+}
+
+/// Every configuration key (each daemon flag's help names its key) is documented where an
+/// administrator looks: the shipped file sets it, dm-ulogd.toml(5) describes it, and the
+/// README's settings table has a row for it; none of them names a key that is not one.
+#[test]
+fn every_configuration_key_is_in_the_shipped_file_the_man_page_and_readme() {
+    let help = Command::new(env!("CARGO_BIN_EXE_dm-ulogd")).args(["run", "--help"]).output();
+    let help = String::from_utf8(help.unwrap().stdout).unwrap();
+    let keys: HashSet<&str> = help
+        .split("[config: ")
+        .skip(1)
+        .map(|rest| rest.split(|c: char| !(c.is_ascii_lowercase() || c == '_')).next().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 9, "{keys:?}");
+    let read = |file: &str| {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap()
+    };
+    let named = |text: &str, prefix: &str, end: char| -> HashSet<String> {
+        (text.lines())
+            .filter_map(|line| Some(line.strip_prefix(prefix)?.split(end).next()?.to_owned()))
+            .collect()
+    };
+    let keys: HashSet<String> = keys.into_iter().map(str::to_owned).collect();
+    let shipped = named(&read("dist/dm-ulogd.toml"), "", ' ');
+    let shipped: HashSet<String> =
+        shipped.into_iter().filter(|k| !k.is_empty() && !k.starts_with('#')).collect();
+    assert_eq!(shipped, keys, "dist/dm-ulogd.toml");
+    let page = read("dist/dm-ulogd.toml.5");
+    let described = page.split(".SH KEYS").nth(1).and_then(|s| s.split(".SH ").next()).unwrap();
+    assert_eq!(named(described, ".BR ", ' '), keys, "dm-ulogd.toml(5)");
+    let readme = read("README.md");
+    let table = named(&readme, "| `", '`');
+    assert!(keys.is_subset(&table), "README's settings table lacks {:?}", &keys - &table);
 }
 
 #[tokio::test]

@@ -996,7 +996,7 @@ c9_run() {
 # the 100 must hold the last pass. (The kernel waits 2 s before each reconnect, so the
 # statuses are asked 50 at a time.) INFO lines report the creation time, the daemon's
 # resident memory and descriptors, the time from the restart until all 1,000 had
-# reconnected, and the same 1,000 mirrors with the kernel's own logs for comparison.
+# reconnected, and (KTEST_COMPARE=1) the same 1,000 mirrors with the kernel's own logs.
 # ===========================================================================================
 C10_N=1000
 C10_SECT=128                      # 64 KiB a mirror
@@ -1076,9 +1076,11 @@ c10_run() {
     pid=$(daemon_pid)
     note "10: after the restart: $(awk '/VmRSS/ { print $2 " KiB resident" }' /proc/$pid/status), $(ls /proc/$pid/fd | wc -l) descriptors"
     c10_remove || return 1
-    # The same with the kernel's own logs.
-    c10_serve kernel "with the kernel's own logs" || return 1
-    c10_remove || return 1
+    # The same with the kernel's own logs, for the figures only (about 100 s under TCG).
+    if [ "${KTEST_COMPARE:-0}" = 1 ]; then
+        c10_serve kernel "with the kernel's own logs" || return 1
+        c10_remove || return 1
+    fi
     must timeout 600 dmsetup remove $(for ((i = 0; i < C10_N / 2; i++)); do echo kt-l10-$i; done) || return 1
     check_daemon
 }

@@ -5,12 +5,12 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{log_file, promtool_check_metrics, Daemon, Raw};
+use common::{http, log_file, promtool_check_metrics, read_response, Daemon, Raw};
 use dm_ulog_actors::wire::{RegionBatch, Request};
 
 /// Waits for the daemon's "serving" line (logged once start-up is over) and returns the
@@ -28,50 +28,12 @@ fn started(daemon: &Daemon) -> Option<SocketAddr> {
     panic!("dm-ulogd did not finish starting: {}", daemon.output());
 }
 
-/// One HTTP response as read off the wire.
-struct Response {
-    status: String,
-    /// Names lowercased, as HTTP/1.1 compares them.
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.as_str())
-    }
-}
-
-/// Reads one response: its head, then the bytes its Content-Length gives (none after a
-/// HEAD request), so that the connection can carry the next one.
-fn read_response(reader: &mut BufReader<TcpStream>, to_head: bool) -> Response {
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let Some((name, value)) = line.trim_end().split_once(':') else { break };
-        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    let mut response =
-        Response { status: status.trim_end().to_owned(), headers, body: String::new() };
-    let length: usize = response.header("content-length").expect("a length").parse().unwrap();
-    if !to_head {
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        response.body = String::from_utf8(body).unwrap();
-    }
-    response
-}
-
-/// Sends `request` as it is, on a connection of its own, and reads the response.
-fn http(address: SocketAddr, request: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(address).unwrap();
-    // A server that never answers fails the test instead of hanging it.
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    stream.write_all(request).unwrap();
-    read_response(&mut BufReader::new(stream), request.starts_with(b"HEAD "))
+/// A daemon with its endpoint on a free port, and where that is.
+fn serving() -> (tempfile::TempDir, Daemon, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let address = started(&daemon).expect("the endpoint listens");
+    (dir, daemon, address)
 }
 
 fn scrape(address: SocketAddr) -> Exposition {
@@ -238,9 +200,7 @@ fn parse_sample(line: &str) -> Sample {
 
 #[tokio::test]
 async fn a_scrape_counts_what_was_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
-    let address = started(&daemon).expect("the endpoint listens");
+    let (dir, daemon, address) = serving();
     let mut raw = Raw::new(dir.path(), &daemon.socket);
     let ctr = |args: &str| Request::Ctr { args: args.into(), reconnect: false };
     let batch = |regions: &[u64]| RegionBatch::from_regions(regions).unwrap();
@@ -365,9 +325,7 @@ fn the_endpoint_is_off_by_default() {
 
 #[test]
 fn the_endpoint_answers_only_metrics_reads_and_refuses_what_is_not_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
-    let address = started(&daemon).expect("the endpoint listens");
+    let (_dir, _daemon, address) = serving();
     let status = |request: &[u8]| http(address, request).status;
     assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), "HTTP/1.1 404 Not Found");
     assert_eq!(status(b"GET /metrics/x HTTP/1.1\r\n\r\n"), "HTTP/1.1 404 Not Found");
@@ -395,9 +353,7 @@ fn the_endpoint_answers_only_metrics_reads_and_refuses_what_is_not_http() {
 /// absolute-form target and a query string name the same resource.
 #[test]
 fn the_endpoint_serves_http_as_clients_expect() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
-    let address = started(&daemon).expect("the endpoint listens");
+    let (_dir, _daemon, address) = serving();
     let stream = TcpStream::connect(address).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
@@ -436,9 +392,7 @@ fn the_endpoint_serves_http_as_clients_expect() {
 /// nothing from a scraper: 140 of them (a scrape got nothing for 60 s behind 8 before).
 #[test]
 fn idle_and_stalled_connections_do_not_starve_a_scrape() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
-    let address = started(&daemon).expect("the endpoint listens");
+    let (_dir, daemon, address) = serving();
     let mut held = Vec::new();
     for i in 0..140 {
         let mut stream = TcpStream::connect(address).unwrap();
@@ -458,9 +412,7 @@ fn idle_and_stalled_connections_do_not_starve_a_scrape() {
 /// and the reference parser (Python's prometheus_client) reads it whole.
 #[tokio::test]
 async fn openmetrics_is_served_to_scrapers_that_ask_and_parses() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
-    let address = started(&daemon).expect("the endpoint listens");
+    let (dir, daemon, address) = serving();
     let mut raw = Raw::new(dir.path(), &daemon.socket);
     let ctr = Request::Ctr { args: "1000 core 8".into(), reconnect: false };
     assert_eq!(raw.call("open", &ctr).await.error, 0);
@@ -510,9 +462,7 @@ async fn an_address_in_use_is_one_error_line_and_the_daemon_serves_on() {
 /// pass `promtool check rules` and their unit tests (`promtool test rules`).
 #[tokio::test]
 async fn promtool_accepts_the_scrape_and_the_dashboards_metrics_exist() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
-    let address = started(&daemon).expect("the endpoint listens");
+    let (dir, daemon, address) = serving();
     let mut raw = Raw::new(dir.path(), &daemon.socket);
     let path = log_file(dir.path(), "disk.log", 125);
     let ctr = Request::Ctr { args: format!("1000 disk {} 8", path.display()), reconnect: false };

@@ -350,25 +350,71 @@ impl Raw {
     }
 }
 
+/// One HTTP response as read off the wire.
+pub struct Response {
+    pub status: String,
+    /// Names lowercased, as HTTP/1.1 compares them.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// Reads one response: its head, then the bytes its Content-Length gives (none after a
+/// HEAD request), so that the connection can carry the next one.
+pub fn read_response(
+    reader: &mut std::io::BufReader<std::net::TcpStream>,
+    to_head: bool,
+) -> Response {
+    use std::io::{BufRead, Read};
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let Some((name, value)) = line.trim_end().split_once(':') else { break };
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let mut response =
+        Response { status: status.trim_end().to_owned(), headers, body: String::new() };
+    let length: usize = response.header("content-length").expect("a length").parse().unwrap();
+    if !to_head {
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        response.body = String::from_utf8(body).unwrap();
+    }
+    response
+}
+
+/// Sends `request` as it is, on a connection of its own, and reads the response.
+pub fn http(address: std::net::SocketAddr, request: &[u8]) -> Response {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    // A server that never answers fails the test instead of hanging it.
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream.write_all(request).unwrap();
+    read_response(&mut std::io::BufReader::new(stream), request.starts_with(b"HEAD "))
+}
+
 /// The body of one scrape of the daemon's metrics endpoint (started with
 /// `--metrics-listen 0`), once its line says where it listens; `promtool check metrics`
 /// passes it.
 pub fn scrape(daemon: &Daemon) -> String {
-    use std::io::{Read, Write};
     let address = loop {
         let output = daemon.output();
         let line = output.lines().find(|l| l.contains("metrics endpoint listening"));
         if let Some(line) = line {
             let address = line.split("address=").nth(1).expect("the line names the address");
-            break address.trim().to_owned();
+            break address.trim().parse().expect("an IP:PORT address");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let body = response.split_once("\r\n\r\n").expect("a response head").1.to_owned();
+    let body = http(address, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").body;
     promtool_check_metrics(&body);
     body
 }
